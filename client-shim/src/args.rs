@@ -1,0 +1,445 @@
+//! gpg's command-line syntax, parsed with a table of the options qvault-gpg
+//! implements: bundled short options (`-bsau KEY`), `--opt=val` and `--opt val`,
+//! unambiguous long-option prefixes, `--`, and operands (`-` is stdin). As in
+//! gpg, option parsing stops at the first operand.
+//!
+//! Low level (this module): words to options. High level: [`Invocation`] holds
+//! validated values. Anything not in the tables is refused by name.
+
+use crate::refused::{Reason, REFUSED, REFUSED_SHORT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Sign,
+    DetachSign,
+    ClearSign,
+    ListKeys,
+    ListSecretKeys,
+    Fingerprint,
+    Export,
+    Verify,
+    Import,
+    Version,
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Cmd(Command),
+    Armor,
+    NoArmor,
+    Text,
+    NoText,
+    LocalUser,
+    DefaultKey,
+    Output,
+    Yes,
+    StatusFd,
+    DigestAlgo,
+    PersonalDigest,
+    KeyidFormat,
+    WithColons,
+    Fingerprint,
+    WithKeygrip,
+    Quiet,
+    Verbose,
+    ReceiptOut,
+    /// Accepted and without effect here.
+    Ignore,
+    /// Accepted with an argument that has no effect here.
+    IgnoreValue,
+}
+
+struct Spec {
+    long: &'static str,
+    short: Option<char>,
+    value: bool,
+    act: Act,
+}
+
+const fn o(long: &'static str, short: Option<char>, value: bool, act: Act) -> Spec {
+    Spec { long, short, value, act }
+}
+
+/// The options qvault-gpg implements.
+const OPTIONS: &[Spec] = &[
+    o("sign", Some('s'), false, Act::Cmd(Command::Sign)),
+    o("detach-sign", Some('b'), false, Act::Cmd(Command::DetachSign)),
+    o("detach-sig", None, false, Act::Cmd(Command::DetachSign)),
+    o("clearsign", None, false, Act::Cmd(Command::ClearSign)),
+    o("clear-sign", None, false, Act::Cmd(Command::ClearSign)),
+    o("list-keys", Some('k'), false, Act::Cmd(Command::ListKeys)),
+    o("list-public-keys", None, false, Act::Cmd(Command::ListKeys)),
+    o("list-secret-keys", Some('K'), false, Act::Cmd(Command::ListSecretKeys)),
+    o("fingerprint", None, false, Act::Fingerprint),
+    o("export", None, false, Act::Cmd(Command::Export)),
+    o("verify", None, false, Act::Cmd(Command::Verify)),
+    o("import", None, false, Act::Cmd(Command::Import)),
+    o("version", None, false, Act::Cmd(Command::Version)),
+    o("help", Some('h'), false, Act::Cmd(Command::Help)),
+    o("armor", Some('a'), false, Act::Armor),
+    o("armour", None, false, Act::Armor),
+    o("no-armor", None, false, Act::NoArmor),
+    o("no-armour", None, false, Act::NoArmor),
+    o("textmode", Some('t'), false, Act::Text),
+    o("no-textmode", None, false, Act::NoText),
+    o("local-user", Some('u'), true, Act::LocalUser),
+    o("default-key", None, true, Act::DefaultKey),
+    o("output", Some('o'), true, Act::Output),
+    o("yes", None, false, Act::Yes),
+    o("status-fd", None, true, Act::StatusFd),
+    o("digest-algo", None, true, Act::DigestAlgo),
+    o("personal-digest-preferences", None, true, Act::PersonalDigest),
+    o("keyid-format", None, true, Act::KeyidFormat),
+    o("with-colons", None, false, Act::WithColons),
+    o("with-fingerprint", None, false, Act::Fingerprint),
+    o("with-subkey-fingerprint", None, false, Act::Fingerprint),
+    o("with-subkey-fingerprints", None, false, Act::Fingerprint),
+    o("with-keygrip", None, false, Act::WithKeygrip),
+    o("quiet", Some('q'), false, Act::Quiet),
+    o("verbose", Some('v'), false, Act::Verbose),
+    o("receipt-out", None, true, Act::ReceiptOut),
+    o("batch", None, false, Act::Ignore),
+    o("no-batch", None, false, Act::Ignore),
+    o("no-tty", None, false, Act::Ignore),
+    o("fixed-list-mode", None, false, Act::Ignore),
+    o("no-verbose", None, false, Act::Ignore),
+    o("no-auto-check-trustdb", None, false, Act::Ignore),
+    o("use-agent", None, false, Act::Ignore),
+    o("no-use-agent", None, false, Act::Ignore),
+    o("no-greeting", None, false, Act::Ignore),
+    o("no-permission-warning", None, false, Act::Ignore),
+    o("no-secmem-warning", None, false, Act::Ignore),
+    o("lock-never", None, false, Act::Ignore),
+    o("lock-once", None, false, Act::Ignore),
+    o("utf8-strings", None, false, Act::Ignore),
+    o("no-utf8-strings", None, false, Act::Ignore),
+    o("always-trust", None, false, Act::Ignore),
+    o("no-comments", None, false, Act::Ignore),
+    o("no-emit-version", None, false, Act::Ignore),
+    o("emit-version", None, false, Act::Ignore),
+    o("trust-model", None, true, Act::IgnoreValue),
+    o("list-options", None, true, Act::IgnoreValue),
+    o("verify-options", None, true, Act::IgnoreValue),
+    o("charset", None, true, Act::IgnoreValue),
+    o("display-charset", None, true, Act::IgnoreValue),
+    o("pinentry-mode", None, true, Act::IgnoreValue),
+    o("compress-algo", None, true, Act::IgnoreValue),
+    o("compress-level", Some('z'), true, Act::IgnoreValue),
+    o("cert-digest-algo", None, true, Act::IgnoreValue),
+    o("comment", None, true, Act::IgnoreValue),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgError {
+    Invalid(String),
+    Refused { name: String, reason: Reason },
+    Ambiguous { given: String, candidates: Vec<&'static str> },
+    MissingValue(String),
+    UnexpectedValue(String),
+    BadValue { name: &'static str, value: String, why: &'static str },
+    ConflictingCommands,
+}
+
+impl std::fmt::Display for ArgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgError::Invalid(o) => write!(f, "invalid option \"{o}\""),
+            ArgError::Refused { name, reason } => {
+                write!(f, "option \"--{name}\" is refused by qvault-gpg: {}", reason.explain())
+            }
+            ArgError::Ambiguous { given, candidates } => {
+                write!(f, "option \"{given}\" is ambiguous (--{})", candidates.join(", --"))
+            }
+            ArgError::MissingValue(o) => write!(f, "missing argument for option \"{o}\""),
+            ArgError::UnexpectedValue(o) => write!(f, "option \"{o}\" does not expect an argument"),
+            ArgError::BadValue { name, value, why } => write!(f, "invalid value {value:?} for --{name}: {why}"),
+            ArgError::ConflictingCommands => write!(f, "conflicting commands"),
+        }
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyidFormat {
+    #[default]
+    None,
+    Short,
+    Long,
+    ZeroXShort,
+    ZeroXLong,
+}
+
+/// The validated, high-level view of a command line.
+#[derive(Debug, Default)]
+pub struct Invocation {
+    pub command: Option<Command>,
+    pub armor: bool,
+    pub text: bool,
+    pub local_users: Vec<String>,
+    pub default_key: Option<String>,
+    pub output: Option<String>,
+    pub yes: bool,
+    pub status_fd: Option<i32>,
+    pub digest: Option<qubes_rpc::HashAlgo>,
+    pub keyid_format: KeyidFormat,
+    pub with_colons: bool,
+    pub fingerprint: u8,
+    pub with_keygrip: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub receipt_out: Option<String>,
+    pub operands: Vec<String>,
+    /// `--fingerprint` given as the command.
+    fingerprint_cmd: bool,
+}
+
+fn lookup_long(name: &str) -> Result<Result<&'static Spec, (&'static str, bool, Reason)>, ArgError> {
+    if let Some(s) = OPTIONS.iter().find(|s| s.long == name) {
+        return Ok(Ok(s));
+    }
+    if let Some(r) = REFUSED.iter().find(|r| r.0 == name) {
+        return Ok(Err(*r));
+    }
+    // Unambiguous prefixes, over implemented and refused names alike, so a prefix
+    // of a refused option (`--home`) is refused too.
+    let mut cands: Vec<&'static str> = OPTIONS.iter().map(|s| s.long).filter(|l| l.starts_with(name)).collect();
+    cands.extend(REFUSED.iter().map(|r| r.0).filter(|l| l.starts_with(name)));
+    cands.sort_unstable();
+    cands.dedup();
+    match cands.as_slice() {
+        [] => Err(ArgError::Invalid(format!("--{name}"))),
+        [one] => lookup_long(one),
+        _ => {
+            // Aliases of one option (e.g. --armor/--armour) are not ambiguous.
+            let acts: Vec<Option<Act>> = cands.iter().map(|c| OPTIONS.iter().find(|s| s.long == *c).map(|s| s.act)).collect();
+            if acts.iter().all(|a| a.is_some() && *a == acts[0]) {
+                return lookup_long(cands[0]);
+            }
+            Err(ArgError::Ambiguous { given: format!("--{name}"), candidates: cands })
+        }
+    }
+}
+
+fn lookup_short(c: char) -> Result<&'static Spec, ArgError> {
+    if let Some(s) = OPTIONS.iter().find(|s| s.short == Some(c)) {
+        return Ok(s);
+    }
+    if let Some((_, long)) = REFUSED_SHORT.iter().find(|(s, _)| *s == c) {
+        let reason = REFUSED.iter().find(|r| r.0 == *long).map_or(Reason::Unsupported, |r| r.2);
+        return Err(ArgError::Refused { name: (*long).to_owned(), reason });
+    }
+    Err(ArgError::Invalid(format!("-{c}")))
+}
+
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, ArgError> {
+    let mut inv = Invocation::default();
+    let mut commands = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            inv.operands.extend(it.by_ref());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (long, None),
+            };
+            let spec = match lookup_long(name)? {
+                Ok(s) => s,
+                Err((refused, _, reason)) => return Err(ArgError::Refused { name: refused.to_owned(), reason }),
+            };
+            let value = match (spec.value, inline) {
+                (true, Some(v)) => Some(v),
+                (true, None) => Some(it.next().ok_or_else(|| ArgError::MissingValue(format!("--{}", spec.long)))?),
+                (false, Some(_)) => return Err(ArgError::UnexpectedValue(format!("--{}", spec.long))),
+                (false, None) => None,
+            };
+            apply(&mut inv, &mut commands, spec, value)?;
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            let chars: Vec<char> = arg[1..].chars().collect();
+            let mut i = 0;
+            while i < chars.len() {
+                let spec = lookup_short(chars[i])?;
+                let value = if spec.value {
+                    let rest: String = chars[i + 1..].iter().collect();
+                    i = chars.len();
+                    Some(if rest.is_empty() {
+                        it.next().ok_or_else(|| ArgError::MissingValue(format!("-{}", spec.short.unwrap_or('?'))))?
+                    } else {
+                        rest
+                    })
+                } else {
+                    i += 1;
+                    None
+                };
+                apply(&mut inv, &mut commands, spec, value)?;
+            }
+        } else {
+            inv.operands.push(arg);
+            inv.operands.extend(it.by_ref());
+            break;
+        }
+    }
+    inv.command = resolve_commands(&commands, inv.fingerprint_cmd)?;
+    Ok(inv)
+}
+
+fn resolve_commands(cmds: &[Command], fingerprint: bool) -> Result<Option<Command>, ArgError> {
+    let mut set: Vec<Command> = cmds.to_vec();
+    set.sort_by_key(|c| *c as u8);
+    set.dedup();
+    // -s combines with -b (detached) and --clearsign, as in gpg.
+    if set.len() > 1 && set.contains(&Command::Sign) {
+        set.retain(|c| *c != Command::Sign);
+    }
+    match set.as_slice() {
+        [] if fingerprint => Ok(Some(Command::Fingerprint)),
+        [] => Ok(None),
+        [c] => Ok(Some(*c)),
+        _ => Err(ArgError::ConflictingCommands),
+    }
+}
+
+fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Option<String>) -> Result<(), ArgError> {
+    let v = value.unwrap_or_default();
+    match spec.act {
+        Act::Cmd(c) => cmds.push(c),
+        Act::Armor => inv.armor = true,
+        Act::NoArmor => inv.armor = false,
+        Act::Text => inv.text = true,
+        Act::NoText => inv.text = false,
+        Act::LocalUser => inv.local_users.push(v),
+        Act::DefaultKey => inv.default_key = Some(v),
+        Act::Output => inv.output = Some(v),
+        Act::Yes => inv.yes = true,
+        Act::StatusFd => {
+            let fd: i32 = v.parse().map_err(|_| ArgError::BadValue { name: "status-fd", value: v.clone(), why: "not a file descriptor number" })?;
+            if fd < 0 {
+                return Err(ArgError::BadValue { name: "status-fd", value: v, why: "not a file descriptor number" });
+            }
+            inv.status_fd = Some(fd);
+        }
+        Act::DigestAlgo => {
+            inv.digest = Some(qubes_rpc::HashAlgo::from_gpg_name(&v).ok_or(ArgError::BadValue {
+                name: "digest-algo",
+                value: v,
+                why: "use SHA256, SHA384, SHA512 or SHA224",
+            })?);
+        }
+        Act::PersonalDigest => {
+            // The first listed algorithm we can use becomes the signing digest.
+            if inv.digest.is_none() {
+                inv.digest = v.split([' ', ',']).find_map(qubes_rpc::HashAlgo::from_gpg_name);
+            }
+        }
+        Act::KeyidFormat => {
+            inv.keyid_format = match v.to_ascii_lowercase().as_str() {
+                "none" => KeyidFormat::None,
+                "short" => KeyidFormat::Short,
+                "long" => KeyidFormat::Long,
+                "0xshort" => KeyidFormat::ZeroXShort,
+                "0xlong" => KeyidFormat::ZeroXLong,
+                _ => return Err(ArgError::BadValue { name: "keyid-format", value: v, why: "use none, short, long, 0xshort or 0xlong" }),
+            }
+        }
+        Act::WithColons => inv.with_colons = true,
+        Act::Fingerprint => {
+            if spec.long == "fingerprint" {
+                inv.fingerprint_cmd = true;
+            }
+            inv.fingerprint = inv.fingerprint.saturating_add(1);
+        }
+        Act::WithKeygrip => inv.with_keygrip = true,
+        Act::Quiet => inv.quiet = true,
+        Act::Verbose => inv.verbose = inv.verbose.saturating_add(1),
+        Act::ReceiptOut => inv.receipt_out = Some(v),
+        Act::Ignore | Act::IgnoreValue => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Invocation, ArgError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn git_sign_form() {
+        let inv = p(&["--status-fd=2", "-bsau", "ABCDEF0123456789"]).unwrap();
+        assert_eq!(inv.command, Some(Command::DetachSign));
+        assert!(inv.armor);
+        assert_eq!(inv.local_users, vec!["ABCDEF0123456789"]);
+        assert_eq!(inv.status_fd, Some(2));
+    }
+
+    #[test]
+    fn git_verify_form() {
+        let inv = p(&["--keyid-format=long", "--status-fd=1", "--verify", "/tmp/sig", "-"]).unwrap();
+        assert_eq!(inv.command, Some(Command::Verify));
+        assert_eq!(inv.operands, vec!["/tmp/sig", "-"]);
+        assert_eq!(inv.keyid_format, KeyidFormat::Long);
+    }
+
+    #[test]
+    fn values_inline_separate_and_bundled() {
+        let inv = p(&["-uKEY", "--output", "out", "--digest-algo=sha512", "-s"]).unwrap();
+        assert_eq!(inv.local_users, vec!["KEY"]);
+        assert_eq!(inv.output.as_deref(), Some("out"));
+        assert_eq!(inv.digest, Some(qubes_rpc::HashAlgo::Sha512));
+        assert_eq!(inv.command, Some(Command::Sign));
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(p(&["--clears"]).unwrap().command, Some(Command::ClearSign));
+        assert_eq!(p(&["--detach"]).unwrap().command, Some(Command::DetachSign));
+        assert!(p(&["--arm"]).unwrap().armor);
+        assert!(matches!(p(&["--ver"]), Err(ArgError::Ambiguous { .. })));
+        assert!(matches!(p(&["--home", "/x"]), Err(ArgError::Refused { .. })));
+    }
+
+    #[test]
+    fn refusals_and_invalid() {
+        assert!(matches!(p(&["--homedir", "/x", "-s"]), Err(ArgError::Refused { name, reason: Reason::Files }) if name == "homedir"));
+        assert!(matches!(p(&["--export-secret-keys"]), Err(ArgError::Refused { reason: Reason::Secret, .. })));
+        assert!(matches!(p(&["-e"]), Err(ArgError::Refused { .. })));
+        assert_eq!(p(&["--frobnicate"]).unwrap_err(), ArgError::Invalid("--frobnicate".into()));
+        assert_eq!(p(&["-Y"]).unwrap_err(), ArgError::Invalid("-Y".into()));
+        assert_eq!(p(&["--armor=1"]).unwrap_err(), ArgError::UnexpectedValue("--armor".into()));
+        assert_eq!(p(&["-u"]).unwrap_err(), ArgError::MissingValue("-u".into()));
+        assert_eq!(p(&["--verify", "--export"]).unwrap_err(), ArgError::ConflictingCommands);
+        assert!(matches!(p(&["--digest-algo", "SHA1"]), Err(ArgError::BadValue { .. })));
+        assert!(matches!(p(&["--status-fd", "x"]), Err(ArgError::BadValue { .. })));
+    }
+
+    #[test]
+    fn operands_stop_option_parsing() {
+        let inv = p(&["--verify", "a.sig", "--homedir"]).unwrap();
+        assert_eq!(inv.operands, vec!["a.sig", "--homedir"]);
+        let inv = p(&["-s", "--", "-file"]).unwrap();
+        assert_eq!(inv.operands, vec!["-file"]);
+        let inv = p(&["-s", "-"]).unwrap();
+        assert_eq!(inv.operands, vec!["-"]);
+    }
+
+    #[test]
+    fn fingerprint_is_command_or_modifier() {
+        assert_eq!(p(&["--fingerprint"]).unwrap().command, Some(Command::Fingerprint));
+        let inv = p(&["--fingerprint", "-k"]).unwrap();
+        assert_eq!(inv.command, Some(Command::ListKeys));
+        assert_eq!(inv.fingerprint, 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(args in proptest::collection::vec(".{0,12}", 0..8)) {
+            let _ = parse(args);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Signing: the data streams to the vault (which hashes and signs it) and, for
+//! cleartext and inline signatures, to the output at the same time; the vault's
+//! signature packet is then wrapped in the format gpg would have written.
+
+use std::io::{Read, Write};
+
+use openpgp::armor;
+use openpgp::packet::one_pass_sig::OnePassSig3;
+use openpgp::packet::Signature;
+use openpgp::parse::Parse as _;
+use openpgp::serialize::stream::{Armorer, LiteralWriter, Message};
+use openpgp::serialize::Marshal as _;
+use openpgp::types::{DataFormat, HashAlgorithm, PublicKeyAlgorithm, SignatureType};
+use openpgp::{KeyID, Packet};
+use qubes_rpc::{ClientFrame, Op, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE};
+use sequoia_openpgp as openpgp;
+
+use crate::args::Invocation;
+use crate::error::ShimError;
+use crate::output::{open_input, Output};
+use crate::receipts;
+use crate::status::{Status, StatusOut};
+use crate::vault::Conn;
+
+fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<String> {
+    if inv.output.is_some() {
+        return inv.output.clone();
+    }
+    match inv.operands.as_slice() {
+        [f] if f != "-" => {
+            let ext = match (mode, inv.armor) {
+                (SignMode::Cleartext, _) | (_, true) => "asc",
+                (SignMode::Detached, false) => "sig",
+                (SignMode::Inline, false) => "gpg",
+            };
+            Some(format!("{f}.{ext}"))
+        }
+        _ => None,
+    }
+}
+
+/// Writes the parts of a cleartext or inline message that come before and with
+/// the data.
+enum Framer<'a> {
+    Detached,
+    Cleartext { out: &'a mut Output, at_line_start: bool, last: Option<u8> },
+    Inline(Message<'a>),
+}
+
+fn openpgp_err(e: impl std::fmt::Display) -> ShimError {
+    ShimError::OpenPgp(e.to_string())
+}
+
+impl<'a> Framer<'a> {
+    fn new(mode: SignMode, armor_out: bool, text: bool, plan: &SignPlan, out: &'a mut Output) -> Result<Framer<'a>, ShimError> {
+        match mode {
+            SignMode::Detached => Ok(Framer::Detached),
+            SignMode::Cleartext => {
+                let name = HashAlgorithm::from(plan.hash_algo).to_string();
+                write!(out, "-----BEGIN PGP SIGNED MESSAGE-----\nHash: {name}\n\n").map_err(ShimError::io("writing output"))?;
+                Ok(Framer::Cleartext { out, at_line_start: true, last: None })
+            }
+            SignMode::Inline => {
+                let mut msg = Message::new(out);
+                if armor_out {
+                    msg = Armorer::new(msg).kind(armor::Kind::Message).build().map_err(openpgp_err)?;
+                }
+                let typ = if text { SignatureType::Text } else { SignatureType::Binary };
+                let mut ops = OnePassSig3::new(typ);
+                ops.set_hash_algo(HashAlgorithm::from(plan.hash_algo));
+                ops.set_pk_algo(PublicKeyAlgorithm::from(plan.pk_algo));
+                let fpr: openpgp::Fingerprint = plan.signer_fpr.parse().map_err(openpgp_err)?;
+                ops.set_issuer(KeyID::from(&fpr));
+                ops.set_last(true);
+                Packet::from(ops).serialize(&mut msg).map_err(openpgp_err)?;
+                let format = if text { DataFormat::Unicode } else { DataFormat::Binary };
+                let lit = LiteralWriter::new(msg).format(format).build().map_err(openpgp_err)?;
+                Ok(Framer::Inline(lit))
+            }
+        }
+    }
+
+    fn data(&mut self, data: &[u8]) -> Result<(), ShimError> {
+        match self {
+            Framer::Detached => Ok(()),
+            Framer::Cleartext { out, at_line_start, last } => {
+                // Dash-escape lines that start with '-' (RFC 4880 7.1).
+                let mut start = 0;
+                for (i, &b) in data.iter().enumerate() {
+                    if *at_line_start && b == b'-' {
+                        out.write_all(&data[start..i]).map_err(ShimError::io("writing output"))?;
+                        out.write_all(b"- ").map_err(ShimError::io("writing output"))?;
+                        start = i;
+                    }
+                    *at_line_start = b == b'\n';
+                }
+                if let Some(&l) = data.last() {
+                    *last = Some(l);
+                }
+                out.write_all(&data[start..]).map_err(ShimError::io("writing output"))
+            }
+            Framer::Inline(w) => w.write_all(data).map_err(ShimError::io("writing output")),
+        }
+    }
+
+    fn finish(self, sig: &Signature, armor_out: bool, out_detached: Option<&mut Output>) -> Result<(), ShimError> {
+        let packet = Packet::from(sig.clone());
+        match self {
+            Framer::Detached => {
+                let out = out_detached.ok_or_else(|| ShimError::OpenPgp("no output".into()))?;
+                if armor_out {
+                    let mut w = armor::Writer::new(&mut *out, armor::Kind::Signature).map_err(openpgp_err)?;
+                    packet.serialize(&mut w).map_err(openpgp_err)?;
+                    w.finalize().map_err(openpgp_err)?;
+                } else {
+                    packet.serialize(out).map_err(openpgp_err)?;
+                }
+                Ok(())
+            }
+            Framer::Cleartext { out, last, .. } => {
+                if last != Some(b'\n') {
+                    out.write_all(b"\n").map_err(ShimError::io("writing output"))?;
+                }
+                let mut w = armor::Writer::new(out, armor::Kind::Signature).map_err(openpgp_err)?;
+                packet.serialize(&mut w).map_err(openpgp_err)?;
+                w.finalize().map_err(openpgp_err)?;
+                Ok(())
+            }
+            Framer::Inline(lit) => {
+                let mut msg = lit.finalize_one().map_err(openpgp_err)?.ok_or_else(|| openpgp_err("no message"))?;
+                packet.serialize(&mut msg).map_err(openpgp_err)?;
+                msg.finalize().map_err(openpgp_err)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<(), ShimError> {
+    if inv.local_users.len() > 1 {
+        return Err(ShimError::Usage("signing with more than one key (-u given twice) is not supported".into()));
+    }
+    let key = inv.local_users.first().or(inv.default_key.as_ref()).cloned();
+    let out_name = default_output_name(inv, mode);
+    let mut input = open_input(&inv.operands)?;
+    let mut out = Output::create(out_name.as_deref(), inv.yes)?;
+
+    let mut conn = Conn::open()?;
+    let req = SignRequest { key: key.clone(), mode, armor: inv.armor, digest: inv.digest, text: inv.text };
+    conn.request(Op::Sign(req)).map_err(|e| signer_error(e, key.as_deref(), status))?;
+    let plan = match conn.recv().map_err(|e| signer_error(e, key.as_deref(), status))? {
+        ServerFrame::Ready(p) => p,
+        other => return Err(ShimError::Protocol(format!("unexpected answer {:?}", frame_name(&other)))),
+    };
+    status.emit(Status::KeyConsidered { fpr: &plan.primary_fpr });
+    status.emit(Status::BeginSigning { hash: plan.hash_algo });
+
+    let result = {
+        let mut framer = match mode {
+            SignMode::Detached => Framer::Detached,
+            _ => Framer::new(mode, inv.armor, inv.text, &plan, &mut out)?,
+        };
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ShimError::Io("reading input".into(), e)),
+            };
+            conn.send(&ClientFrame::Data(&buf[..n]))?;
+            framer.data(&buf[..n])?;
+        }
+        conn.send(&ClientFrame::End)?;
+        conn.writer.flush().map_err(ShimError::io("writing to qrexec"))?;
+        let result: SignResult = match conn.recv()? {
+            ServerFrame::Signed(r) => r,
+            other => return Err(ShimError::Protocol(format!("unexpected answer {:?}", frame_name(&other)))),
+        };
+        let sig = match Packet::from_bytes(&result.signature) {
+            Ok(Packet::Signature(s)) => s,
+            Ok(_) => return Err(ShimError::Protocol("the vault's answer is not a signature packet".into())),
+            Err(e) => return Err(ShimError::Protocol(format!("bad signature packet: {e}"))),
+        };
+        check_result(&plan, &result, &sig)?;
+        receipts::accept(&result, &sig)?;
+        if !matches!(framer, Framer::Detached) {
+            framer.finish(&sig, inv.armor, None)?;
+        }
+        (result, sig)
+    };
+    let (result, sig) = result;
+    if mode == SignMode::Detached {
+        Framer::Detached.finish(&sig, inv.armor, Some(&mut out))?;
+    }
+    conn.finish();
+    out.commit()?;
+    if let Some(path) = &inv.receipt_out {
+        receipts::write_receipt_file(path, &result)?;
+    }
+    let kind = match mode {
+        SignMode::Detached => 'D',
+        SignMode::Cleartext => 'C',
+        SignMode::Inline => 'S',
+    };
+    status.emit(Status::SigCreated {
+        kind,
+        pk_algo: result.pk_algo,
+        hash_algo: result.hash_algo,
+        class: result.sig_class,
+        ts: result.created,
+        fpr: &result.signer_fpr,
+    });
+    Ok(())
+}
+
+/// The vault's answer must be the signature it announced.
+fn check_result(plan: &SignPlan, r: &SignResult, sig: &Signature) -> Result<(), ShimError> {
+    let issuer_ok = sig.issuer_fingerprints().any(|f| f.to_hex() == plan.signer_fpr);
+    if !issuer_ok || r.signer_fpr != plan.signer_fpr || u8::from(sig.hash_algo()) != plan.hash_algo || u8::from(sig.typ()) != plan.sig_class {
+        return Err(ShimError::Protocol("the vault's signature does not match the plan it announced".into()));
+    }
+    Ok(())
+}
+
+fn frame_name(f: &ServerFrame<'_>) -> &'static str {
+    match f {
+        ServerFrame::Keys(_) => "Keys",
+        ServerFrame::Ready(_) => "Ready",
+        ServerFrame::Output(_) => "Output",
+        ServerFrame::Exported => "Exported",
+        ServerFrame::Signed(_) => "Signed",
+        ServerFrame::Checkpoint(_) => "Checkpoint",
+        ServerFrame::Error(_) => "Error",
+    }
+}
+
+/// Key-selection failures get gpg's status lines for an unusable signer.
+fn signer_error(e: ShimError, key: Option<&str>, status: &mut StatusOut) -> ShimError {
+    if let ShimError::Vault(code, _) = &e {
+        use qubes_rpc::ErrorCode::*;
+        let who = key.unwrap_or("");
+        match code {
+            UnknownKey => status.emit(Status::InvSgnr { reason: 9, who }),
+            KeyExpired => {
+                status.emit(Status::KeyExpired { ts: 0 });
+                status.emit(Status::InvSgnr { reason: 5, who });
+            }
+            KeyRevoked => {
+                status.emit(Status::KeyRevoked);
+                status.emit(Status::InvSgnr { reason: 4, who });
+            }
+            _ => {}
+        }
+        status.emit(Status::Failure { location: "sign", code: 17 });
+    }
+    e
+}

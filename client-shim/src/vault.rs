@@ -1,0 +1,106 @@
+//! The connection to the vault: `qrexec-client-vm VAULT qvault.Gpg`, framed
+//! requests on its stdin, framed answers on its stdout.
+
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout};
+
+use qubes_rpc::frame::FrameError;
+use qubes_rpc::transport::{spawn_client, SERVICE_GPG};
+use qubes_rpc::{ClientFrame, FrameReader, FrameWriter, Op, Request, ServerFrame};
+
+use crate::error::ShimError;
+
+/// The vault qube's name: `QUBES_GPG_DOMAIN` (as split-gpg users set it), else
+/// `vault = "..."` in `$XDG_CONFIG_HOME/qvault/client.toml`.
+pub fn vault_name() -> Result<String, ShimError> {
+    if let Some(v) = std::env::var("QUBES_GPG_DOMAIN").ok().filter(|v| !v.is_empty()) {
+        return Ok(v);
+    }
+    let path = config_path();
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        ShimError::Config(format!("no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {}", path.display()))
+    })?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ClientConfig {
+        vault: String,
+    }
+    let cfg: ClientConfig = toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    Ok(cfg.vault)
+}
+
+fn config_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("/etc"));
+    base.join("qvault/client.toml")
+}
+
+pub struct Conn {
+    name: String,
+    child: Child,
+    pub reader: FrameReader<ChildStdout>,
+    pub writer: FrameWriter<BufWriter<ChildStdin>>,
+}
+
+impl Conn {
+    pub fn open() -> Result<Conn, ShimError> {
+        let name = vault_name()?;
+        let mut child = spawn_client(&name, SERVICE_GPG).map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(ShimError::Unreachable(name, "no pipes to qrexec-client-vm".into()));
+        };
+        Ok(Conn {
+            name,
+            child,
+            reader: FrameReader::new(stdout),
+            writer: FrameWriter::new(BufWriter::with_capacity(qubes_rpc::CHUNK_SIZE + 64, stdin)),
+        })
+    }
+
+    pub fn send(&mut self, frame: &ClientFrame<'_>) -> Result<(), ShimError> {
+        self.writer.send(frame).map_err(|e| self.transport(e))
+    }
+
+    pub fn request(&mut self, op: Op) -> Result<(), ShimError> {
+        self.send(&ClientFrame::Request(Request::new(op)))?;
+        self.writer.flush().map_err(|e| self.transport(e.into()))
+    }
+
+    /// The next answer; an `Error` frame becomes [`ShimError::Vault`].
+    pub fn recv(&mut self) -> Result<ServerFrame<'_>, ShimError> {
+        match self.reader.next_payload() {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(self.closed()),
+            Err(e) if e.is_disconnect() => return Err(self.closed()),
+            Err(e) => return Err(ShimError::Protocol(e.to_string())),
+        }
+        let frame = qubes_rpc::frame::decode::<ServerFrame<'_>>(self.reader.payload())
+            .map_err(|e| ShimError::Protocol(e.to_string()))?;
+        match frame {
+            ServerFrame::Error(e) => Err(ShimError::Vault(e.code, e.message)),
+            f => Ok(f),
+        }
+    }
+
+    fn closed(&mut self) -> ShimError {
+        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        ShimError::Unreachable(self.name.clone(), format!("the connection closed without an answer (qrexec-client-vm: {status})"))
+    }
+
+    /// A write failed: the vault may have refused and closed; prefer its reason.
+    fn transport(&mut self, e: FrameError) -> ShimError {
+        match self.reader.next::<ServerFrame<'_>>() {
+            Ok(Some(ServerFrame::Error(err))) => ShimError::Vault(err.code, err.message),
+            _ => ShimError::Unreachable(self.name.clone(), e.to_string()),
+        }
+    }
+
+    pub fn finish(mut self) {
+        drop(self.writer);
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,341 @@
+//! `--verify`, done locally with the client's keyring (the vault's certificates,
+//! fetched and cached, plus imported ones), reported with gpg's status lines,
+//! messages and exit codes: 0 all good, 1 a bad signature, 2 anything else.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use openpgp::cert::prelude::*;
+use openpgp::packet::key::PublicParts;
+use openpgp::packet::Signature;
+use openpgp::parse::stream::{
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
+};
+use openpgp::parse::{PacketParser, PacketParserResult, Parse as _};
+use openpgp::policy::StandardPolicy;
+use openpgp::types::{PublicKeyAlgorithm, RevocationStatus};
+use openpgp::{Cert, KeyHandle, Packet};
+use sequoia_openpgp as openpgp;
+
+use crate::args::Invocation;
+use crate::colons::{keyid, Trust};
+use crate::error::ShimError;
+use crate::keyring::Keyring;
+use crate::status::{Status, StatusOut};
+
+/// One signature's verdict, owned so it outlives the verifier.
+enum Outcome {
+    Good { sig: Signature, key: KeyFacts },
+    Bad { sig: Signature, key: KeyFacts },
+    KeyUnusable { sig: Signature, key: KeyFacts },
+    Missing { sig: Signature },
+    Broken { sig: Option<Signature>, why: String },
+}
+
+struct KeyFacts {
+    signer_fpr: String,
+    primary_fpr: String,
+    uids: Vec<String>,
+    trust: Trust,
+    expired: bool,
+    revoked: bool,
+}
+
+struct Helper<'a> {
+    keyring: &'a mut Keyring,
+    refreshed: bool,
+    outcomes: Vec<Outcome>,
+}
+
+fn facts(ka: &ValidErasedKeyAmalgamation<'_, PublicParts>, keyring: &Keyring) -> KeyFacts {
+    let vc = ka.valid_cert();
+    let cert = vc.cert();
+    let trust = keyring.find(&cert.key_handle()).map_or(Trust::Unknown, |(_, t)| *t);
+    let primary_uid = vc.primary_userid().ok().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned());
+    let mut uids: Vec<String> = primary_uid.into_iter().collect();
+    for u in cert.userids() {
+        let s = String::from_utf8_lossy(u.userid().value()).into_owned();
+        if !uids.contains(&s) {
+            uids.push(s);
+        }
+    }
+    KeyFacts {
+        signer_fpr: ka.key().fingerprint().to_hex(),
+        primary_fpr: cert.fingerprint().to_hex(),
+        uids,
+        trust,
+        expired: ka.alive().is_err() || vc.alive().is_err(),
+        revoked: matches!(ka.revocation_status(), RevocationStatus::Revoked(_))
+            || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)),
+    }
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        if !self.refreshed && ids.iter().any(|id| self.keyring.find(id).is_none()) {
+            self.refreshed = true;
+            // The vault may know the key; if it is unreachable, the cache decides.
+            if let Err(e) = self.keyring.refresh_from_vault() {
+                eprintln!("gpg: note: could not refresh keys from the vault: {e}");
+            }
+        }
+        Ok(self.keyring.certs.iter().map(|(c, _)| c.clone()).collect())
+    }
+
+    fn check(&mut self, structure: MessageStructure<'_>) -> openpgp::Result<()> {
+        for layer in structure {
+            let MessageLayer::SignatureGroup { results } = layer else { continue };
+            for r in results {
+                let o = match r {
+                    Ok(g) => Outcome::Good { sig: g.sig.clone(), key: facts(&g.ka, self.keyring) },
+                    Err(VerificationError::MissingKey { sig }) => Outcome::Missing { sig: sig.clone() },
+                    Err(VerificationError::BadSignature { sig, ka, .. }) => {
+                        Outcome::Bad { sig: sig.clone(), key: facts(&ka, self.keyring) }
+                    }
+                    Err(VerificationError::BadKey { sig, ka, .. }) => {
+                        Outcome::KeyUnusable { sig: sig.clone(), key: facts(&ka, self.keyring) }
+                    }
+                    Err(VerificationError::UnboundKey { sig, error, .. }) => {
+                        Outcome::Broken { sig: Some(sig.clone()), why: format!("key not bound: {error}") }
+                    }
+                    Err(VerificationError::MalformedSignature { sig, error }) => {
+                        Outcome::Broken { sig: Some(sig.clone()), why: format!("malformed signature: {error}") }
+                    }
+                    Err(e) => Outcome::Broken { sig: None, why: e.to_string() },
+                };
+                self.outcomes.push(o);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sig_time(sig: &Signature) -> i64 {
+    sig.signature_creation_time()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn algo_word(a: PublicKeyAlgorithm) -> &'static str {
+    match a {
+        #[allow(deprecated)]
+        PublicKeyAlgorithm::RSAEncryptSign | PublicKeyAlgorithm::RSASign => "RSA",
+        #[allow(deprecated)]
+        PublicKeyAlgorithm::DSA => "DSA",
+        PublicKeyAlgorithm::ECDSA => "ECDSA",
+        PublicKeyAlgorithm::EdDSA | PublicKeyAlgorithm::Ed25519 | PublicKeyAlgorithm::Ed448 => "EDDSA",
+        _ => "unknown",
+    }
+}
+
+fn human_time(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0).map_or_else(String::new, |d| d.format("%a %b %e %H:%M:%S %Y UTC").to_string())
+}
+
+fn issuer_fpr(sig: &Signature) -> Option<String> {
+    sig.issuer_fingerprints().next().map(|f| f.to_hex())
+}
+
+fn issuer_keyid(sig: &Signature) -> String {
+    sig.get_issuers().first().map(|h| openpgp::KeyID::from(h).to_hex()).unwrap_or_else(|| "0000000000000000".into())
+}
+
+/// Reports one outcome; returns its contribution to the exit code.
+fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
+    status.emit(Status::NewSig);
+    let sig = match o {
+        Outcome::Good { sig, .. } | Outcome::Bad { sig, .. } | Outcome::KeyUnusable { sig, .. } | Outcome::Missing { sig } => Some(sig),
+        Outcome::Broken { sig, .. } => sig.as_ref(),
+    };
+    if let Some(sig) = sig {
+        eprintln!("gpg: Signature made {}", human_time(sig_time(sig)));
+        let who = issuer_fpr(sig).unwrap_or_else(|| issuer_keyid(sig));
+        eprintln!("gpg:                using {} key {who}", algo_word(sig.pk_algo()));
+    }
+    let trust_word = |k: &KeyFacts| if k.trust == Trust::Ultimate { "ultimate" } else { "unknown" };
+    let uid0 = |k: &KeyFacts| k.uids.first().cloned().unwrap_or_default();
+    match o {
+        Outcome::Good { sig, key } => {
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            let kid = keyid(&key.signer_fpr).to_owned();
+            let uid = uid0(key);
+            if key.revoked {
+                status.emit(Status::RevKeySig { keyid: &kid, uid: &uid });
+            } else if key.expired {
+                status.emit(Status::ExpKeySig { keyid: &kid, uid: &uid });
+            } else {
+                status.emit(Status::GoodSig { keyid: &kid, uid: &uid });
+            }
+            let expires = sig
+                .signature_expiration_time()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            status.emit(Status::ValidSig {
+                fpr: &key.signer_fpr,
+                ts: sig_time(sig),
+                expires,
+                pk_algo: u8::from(sig.pk_algo()),
+                hash_algo: u8::from(sig.hash_algo()),
+                class: u8::from(sig.typ()),
+                primary: &key.primary_fpr,
+            });
+            for (i, u) in key.uids.iter().enumerate() {
+                if i == 0 {
+                    eprintln!("gpg: Good signature from \"{u}\" [{}]", trust_word(key));
+                } else {
+                    eprintln!("gpg:                 aka \"{u}\" [{}]", trust_word(key));
+                }
+            }
+            if key.trust == Trust::Ultimate {
+                status.emit(Status::TrustUltimate);
+            } else {
+                status.emit(Status::TrustUndefined);
+                eprintln!("gpg: WARNING: This key is not certified with a trusted signature!");
+                eprintln!("gpg:          There is no indication that the signature belongs to the owner.");
+                eprintln!("Primary key fingerprint: {}", key.primary_fpr);
+            }
+            0
+        }
+        Outcome::Bad { key, .. } => {
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            let uid = uid0(key);
+            status.emit(Status::BadSig { keyid: keyid(&key.signer_fpr), uid: &uid });
+            eprintln!("gpg: BAD signature from \"{uid}\" [{}]", trust_word(key));
+            1
+        }
+        Outcome::KeyUnusable { sig, key } => {
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            let uid = uid0(key);
+            let kid = keyid(&key.signer_fpr);
+            if key.revoked {
+                status.emit(Status::RevKeySig { keyid: kid, uid: &uid });
+                eprintln!("gpg: Signature by revoked key \"{uid}\"");
+            } else {
+                status.emit(Status::ExpKeySig { keyid: kid, uid: &uid });
+                eprintln!("gpg: Signature by expired key \"{uid}\" made {}", human_time(sig_time(sig)));
+            }
+            1
+        }
+        Outcome::Missing { sig } => {
+            let kid = issuer_keyid(sig);
+            let fpr = issuer_fpr(sig);
+            status.emit(Status::ErrSig {
+                keyid: &kid,
+                pk_algo: u8::from(sig.pk_algo()),
+                hash_algo: u8::from(sig.hash_algo()),
+                class: u8::from(sig.typ()),
+                ts: sig_time(sig),
+                rc: 9,
+                fpr: fpr.as_deref(),
+            });
+            status.emit(Status::NoPubkey { keyid: &kid });
+            eprintln!("gpg: Can't check signature: No public key");
+            2
+        }
+        Outcome::Broken { why, .. } => {
+            eprintln!("gpg: Can't check signature: {why}");
+            2
+        }
+    }
+}
+
+/// Is this input a bare signature (detached), rather than a signed message?
+fn is_detached_signature(bytes: &[u8]) -> bool {
+    let Ok(mut ppr) = PacketParser::from_bytes(bytes) else { return false };
+    let mut only_sigs = true;
+    let mut any = false;
+    while let PacketParserResult::Some(pp) = ppr {
+        any = true;
+        if !matches!(pp.packet, Packet::Signature(_)) {
+            only_sigs = false;
+            break;
+        }
+        match pp.next() {
+            Ok((_, next)) => ppr = next,
+            Err(_) => return false,
+        }
+    }
+    any && only_sigs
+}
+
+fn read_limited(r: &mut dyn Read, what: &str) -> Result<Vec<u8>, ShimError> {
+    let mut v = Vec::new();
+    r.take(64 << 20).read_to_end(&mut v).map_err(ShimError::io(format!("reading {what}")))?;
+    Ok(v)
+}
+
+fn open(path: &str) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
+    if path == "-" {
+        Ok(Box::new(io::stdin()))
+    } else {
+        Ok(Box::new(File::open(path).map_err(ShimError::io(format!("can't open '{path}'")))?))
+    }
+}
+
+pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError> {
+    let p = StandardPolicy::new();
+    let mut keyring = Keyring::load();
+    let helper = Helper { keyring: &mut keyring, refreshed: false, outcomes: Vec::new() };
+    let ops = &inv.operands;
+    let (sig_src, data_src): (String, Option<Vec<String>>) = match ops.as_slice() {
+        [] => ("-".into(), None),
+        [one] => (one.clone(), None),
+        [sig, rest @ ..] => (sig.clone(), Some(rest.to_vec())),
+    };
+    let sig_bytes = read_limited(&mut *open(&sig_src)?, &sig_src)?;
+    let detached_data = match data_src {
+        Some(files) => Some(files),
+        None if is_detached_signature(&sig_bytes) => {
+            // gpg's convention: `--verify x.sig` checks x.
+            let data = sig_src.strip_suffix(".sig").or_else(|| sig_src.strip_suffix(".asc")).map(str::to_owned);
+            match data {
+                Some(d) if std::path::Path::new(&d).exists() => {
+                    eprintln!("gpg: assuming signed data in '{d}'");
+                    Some(vec![d])
+                }
+                _ => {
+                    eprintln!("gpg: no signed data");
+                    eprintln!("gpg: can't hash datafile: No data");
+                    return Ok(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let run = match detached_data {
+        Some(files) => {
+            let data: Box<dyn Read + Send + Sync> = match files.as_slice() {
+                [one] => open(one)?,
+                _ => return Err(ShimError::Usage("verifying a detached signature over several files is not supported".into())),
+            };
+            DetachedVerifierBuilder::from_bytes(&sig_bytes)
+                .and_then(|b| b.with_policy(&p, None, helper))
+                .and_then(|mut v| {
+                    v.verify_reader(data)?;
+                    Ok(v.into_helper())
+                })
+        }
+        None => VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, None, helper)).and_then(|mut v| {
+            io::copy(&mut v, &mut io::sink())?;
+            Ok(v.into_helper())
+        }),
+    };
+    let helper = match run {
+        Ok(h) => h,
+        Err(e) => {
+            status.emit(Status::NoData { what: 4 });
+            eprintln!("gpg: verify signatures failed: {e}");
+            return Ok(2);
+        }
+    };
+    if helper.outcomes.is_empty() {
+        status.emit(Status::NoData { what: 4 });
+        eprintln!("gpg: no signature found");
+        return Ok(2);
+    }
+    let mut rc = 0;
+    for o in &helper.outcomes {
+        rc = rc.max(report(o, status));
+    }
+    Ok(rc)
+}

@@ -1,0 +1,292 @@
+//! The vault's keys: transferable secret keys on disk (`keys/<FPR>.tsk`, mode 0600)
+//! with a provenance record (`keys/<FPR>.toml`: generated in the vault or
+//! imported, and when). Loaded once per process; no function here writes secret
+//! material anywhere but the vault's own key files.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use openpgp::cert::prelude::*;
+use openpgp::crypto::mpi::PublicKey as Mpis;
+use openpgp::packet::key::{PublicParts, SecretParts, UnspecifiedRole};
+use openpgp::packet::Key;
+use openpgp::policy::{Policy, StandardPolicy};
+use openpgp::serialize::Serialize as _;
+use openpgp::parse::Parse as _;
+use openpgp::types::{Curve, RevocationStatus};
+use openpgp::{Cert, Fingerprint};
+use qubes_rpc::{Caps, ErrorCode, KeyInfo, SubkeyInfo, UidInfo};
+use sequoia_openpgp as openpgp;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+use crate::select::Spec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Generated,
+    Imported,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub origin: Origin,
+    /// When the key entered the vault (seconds since the epoch).
+    pub added: i64,
+}
+
+pub struct StoredKey {
+    pub cert: Cert,
+    pub provenance: Provenance,
+}
+
+/// A failure to find a usable key, reported to the client as a protocol error.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("no secret key in the vault matches {0:?}")]
+    NoMatch(String),
+    #[error("the vault holds no secret key")]
+    Empty,
+    #[error("key {0} is expired")]
+    Expired(String),
+    #[error("key {0} is revoked")]
+    Revoked(String),
+    #[error("key {0} has no valid signing-capable (sub)key")]
+    NoSigningKey(String),
+}
+
+impl SelectError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SelectError::Expired(_) => ErrorCode::KeyExpired,
+            SelectError::Revoked(_) => ErrorCode::KeyRevoked,
+            _ => ErrorCode::UnknownKey,
+        }
+    }
+}
+
+/// The key chosen for one signature.
+pub struct SigningKey<'a> {
+    pub stored: &'a StoredKey,
+    pub key: Key<SecretParts, UnspecifiedRole>,
+}
+
+pub struct Keystore {
+    dir: PathBuf,
+    keys: Vec<StoredKey>,
+}
+
+pub fn policy() -> StandardPolicy<'static> {
+    StandardPolicy::new()
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Keystore {
+    pub fn load(dir: &Path) -> anyhow::Result<Keystore> {
+        let mut keys = Vec::new();
+        let entries = std::fs::read_dir(dir).with_context(|| format!("reading key directory {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("tsk") {
+                continue;
+            }
+            let cert = Cert::from_file(&path).with_context(|| format!("reading key file {}", path.display()))?;
+            let meta_path = path.with_extension("toml");
+            let text = std::fs::read_to_string(&meta_path)
+                .with_context(|| format!("reading provenance {}", meta_path.display()))?;
+            let provenance: Provenance =
+                toml::from_str(&text).with_context(|| format!("parsing provenance {}", meta_path.display()))?;
+            keys.push(StoredKey { cert, provenance });
+        }
+        // gpg uses the first key of its keyring as the default; ours is the order
+        // in which keys entered the vault.
+        keys.sort_by(|a, b| {
+            (a.provenance.added, a.cert.fingerprint().to_hex()).cmp(&(b.provenance.added, b.cert.fingerprint().to_hex()))
+        });
+        Ok(Keystore { dir: dir.to_owned(), keys })
+    }
+
+    pub fn keys(&self) -> &[StoredKey] {
+        &self.keys
+    }
+
+    /// Stores a certificate with secret key material and its provenance.
+    pub fn add(&mut self, cert: Cert, origin: Origin) -> anyhow::Result<Fingerprint> {
+        anyhow::ensure!(cert.is_tsk(), "the certificate holds no secret key material");
+        let fpr = cert.fingerprint();
+        anyhow::ensure!(
+            !self.keys.iter().any(|k| k.cert.fingerprint() == fpr),
+            "key {} is already in the vault",
+            fpr.to_hex()
+        );
+        let mut tsk = Vec::new();
+        cert.as_tsk().serialize(&mut tsk)?;
+        let provenance = Provenance { origin, added: now_secs() };
+        let base = self.dir.join(fpr.to_hex());
+        fsutil::write_private(&base.with_extension("toml"), toml::to_string(&provenance)?.as_bytes())?;
+        fsutil::write_private(&base.with_extension("tsk"), &tsk)?;
+        zeroize::Zeroize::zeroize(&mut tsk);
+        self.keys.push(StoredKey { cert, provenance });
+        Ok(fpr)
+    }
+
+    /// Certificates matching any of `selectors` (all when empty), in vault order.
+    pub fn find<'a>(&'a self, selectors: &[String]) -> Vec<&'a StoredKey> {
+        if selectors.is_empty() {
+            return self.keys.iter().collect();
+        }
+        let specs: Vec<Spec> = selectors.iter().map(|s| Spec::parse(s)).collect();
+        self.keys.iter().filter(|k| specs.iter().any(|s| cert_matches(&k.cert, s))).collect()
+    }
+
+    /// Picks the signing key for a selector as gpg does: the first matching
+    /// certificate, then its newest valid signing-capable key with secret material,
+    /// unless the selector names a (sub)key exactly with `!`.
+    pub fn signing_key(&self, selector: Option<&str>) -> Result<SigningKey<'_>, SelectError> {
+        let stored = match selector {
+            None => self.keys.first().ok_or(SelectError::Empty)?,
+            Some(s) => {
+                let spec = Spec::parse(s);
+                self.keys
+                    .iter()
+                    .find(|k| cert_matches(&k.cert, &spec))
+                    .ok_or_else(|| SelectError::NoMatch(s.to_owned()))?
+            }
+        };
+        let p = policy();
+        let name = stored.cert.fingerprint().to_hex();
+        let vc = stored.cert.with_policy(&p, None).map_err(|_| SelectError::NoSigningKey(name.clone()))?;
+        if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+            return Err(SelectError::Revoked(name));
+        }
+        if vc.alive().is_err() {
+            return Err(SelectError::Expired(name));
+        }
+        let exact = match selector.map(Spec::parse) {
+            Some(spec @ Spec::KeyId { exact: true, .. }) => Some(spec),
+            _ => None,
+        };
+        let mut best: Option<ValidErasedKeyAmalgamation<'_, SecretParts>> = None;
+        let mut exact_problem = None;
+        for ka in vc.keys().secret() {
+            let fpr = ka.key().fingerprint().to_hex();
+            if let Some(spec) = &exact {
+                if !spec.matches_key(&fpr) {
+                    continue;
+                }
+                if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+                    exact_problem = Some(SelectError::Revoked(fpr));
+                    continue;
+                }
+                if ka.alive().is_err() {
+                    exact_problem = Some(SelectError::Expired(fpr));
+                    continue;
+                }
+            }
+            let usable = ka.for_signing()
+                && ka.alive().is_ok()
+                && !matches!(ka.revocation_status(), RevocationStatus::Revoked(_));
+            if usable && best.as_ref().is_none_or(|b| ka.key().creation_time() > b.key().creation_time()) {
+                best = Some(ka.clone());
+            }
+        }
+        let Some(ka) = best else {
+            return Err(exact_problem.unwrap_or(SelectError::NoSigningKey(name)));
+        };
+        let key = ka.key().clone().role_into_unspecified();
+        Ok(SigningKey { stored, key })
+    }
+}
+
+fn cert_matches(cert: &Cert, spec: &Spec) -> bool {
+    match spec {
+        Spec::KeyId { .. } => cert.keys().any(|ka| spec.matches_key(&ka.key().fingerprint().to_hex())),
+        _ => cert.userids().any(|ua| spec.matches_uid(&String::from_utf8_lossy(ua.userid().value()))),
+    }
+}
+
+/// gpg's name for an ECC curve, as in `--with-colons` field 17.
+pub fn gpg_curve_name(curve: &Curve) -> String {
+    match curve {
+        Curve::Ed25519 => "ed25519".into(),
+        Curve::Cv25519 => "cv25519".into(),
+        Curve::NistP256 => "nistp256".into(),
+        Curve::NistP384 => "nistp384".into(),
+        Curve::NistP521 => "nistp521".into(),
+        Curve::BrainpoolP256 => "brainpoolP256r1".into(),
+        Curve::BrainpoolP384 => "brainpoolP384r1".into(),
+        Curve::BrainpoolP512 => "brainpoolP512r1".into(),
+        other => other.to_string(),
+    }
+}
+
+fn subkey_info<P: Policy + ?Sized>(
+    ka: &ValidErasedKeyAmalgamation<'_, PublicParts>,
+    _policy: &P,
+    now: i64,
+) -> SubkeyInfo {
+    let key = ka.key();
+    let curve = match key.mpis() {
+        Mpis::EdDSA { curve, .. } | Mpis::ECDSA { curve, .. } | Mpis::ECDH { curve, .. } => Some(gpg_curve_name(curve)),
+        Mpis::Ed25519 { .. } => Some("ed25519".into()),
+        Mpis::X25519 { .. } => Some("cv25519".into()),
+        _ => None,
+    };
+    let expires = ka.key_expiration_time().map(secs);
+    let flags = ka.key_flags().unwrap_or_else(openpgp::types::KeyFlags::empty);
+    SubkeyInfo {
+        fingerprint: key.fingerprint().to_hex(),
+        algo: u8::from(key.pk_algo()),
+        bits: key.mpis().bits().unwrap_or(0) as u32,
+        curve,
+        created: secs(key.creation_time()),
+        expires,
+        caps: Caps {
+            certify: flags.for_certification(),
+            sign: flags.for_signing(),
+            encrypt: flags.for_transport_encryption() || flags.for_storage_encryption(),
+            authenticate: flags.for_authentication(),
+        },
+        revoked: matches!(ka.revocation_status(), RevocationStatus::Revoked(_)),
+        expired: expires.is_some_and(|e| e <= now),
+        secret: key.has_secret(),
+    }
+}
+
+/// The listing the protocol carries: public facts only.
+pub fn key_info(cert: &Cert) -> Option<KeyInfo> {
+    let p = policy();
+    let now = now_secs();
+    let vc = cert.with_policy(&p, None).ok()?;
+    let mut keys = vc.keys().map(|ka| subkey_info(&ka, &p, now));
+    let mut primary = keys.next()?;
+    let subkeys: Vec<SubkeyInfo> = keys.collect();
+    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+        primary.revoked = true;
+    }
+    let uids = vc
+        .userids()
+        .map(|ua| UidInfo {
+            uid: String::from_utf8_lossy(ua.userid().value()).into_owned(),
+            created: ua.binding_signature().signature_creation_time().map_or(0, secs),
+            revoked: matches!(ua.revocation_status(), RevocationStatus::Revoked(_)),
+        })
+        .collect();
+    Some(KeyInfo { primary, uids, subkeys })
+}
+
+/// The public certificate, binary. Secret material is stripped by construction:
+/// `Cert::serialize` writes only public parts.
+pub fn export_public(cert: &Cert, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    cert.serialize(out)?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `qvault`: the vault daemon and its administration commands.
+//!
+//! Runs in the network-less vault qube. It holds the secret keys and must never
+//! hand one out: no command, flag or request exports secret key material.
+#![forbid(unsafe_code)]
+
+mod canon;
+mod fsutil;
+mod home;
+mod keygen;
+mod keystore;
+mod select;
+mod server;
+mod session;
+mod sign;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sequoia_openpgp as openpgp;
+use openpgp::parse::Parse as _;
+
+use crate::home::Home;
+use crate::keystore::{Keystore, Origin};
+use crate::session::{Service, Vault};
+
+#[derive(Parser)]
+#[command(name = "qvault", version, about = "qvault vault daemon: signs over Qubes qrexec, keys never leave")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct HomeArg {
+    /// Vault directory [default: $QVAULT_HOME, else $XDG_DATA_HOME/qvault]
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new vault.
+    Init {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The vault's name, used in the log's origin [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Generate a key inside the vault (certification primary key + signing subkey).
+    Keygen {
+        #[command(flatten)]
+        home: HomeArg,
+        /// User ID, e.g. 'Alice Volunteer <alice@example.org>'
+        #[arg(long)]
+        userid: String,
+        #[arg(long, value_enum, default_value = "ed25519")]
+        algo: keygen::Algo,
+        /// Validity: e.g. 2y, 18m, 30d, or never
+        #[arg(long, default_value = "3y")]
+        expire: String,
+    },
+    /// Import a secret key made elsewhere (recorded as imported, not generated).
+    Import {
+        #[command(flatten)]
+        home: HomeArg,
+        /// File holding the transferable secret key (binary or armored)
+        file: PathBuf,
+    },
+    /// List the vault's keys.
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Serve qrexec calls on a Unix socket (qrexec socket-service protocol).
+    Serve {
+        #[command(flatten)]
+        home: HomeArg,
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Most calls served at once
+        #[arg(long, default_value_t = 32)]
+        max_calls: usize,
+        /// Seconds a call may wait for its peer before it is dropped
+        #[arg(long, default_value_t = 60)]
+        io_timeout: u64,
+    },
+    /// Serve one call on stdin/stdout (qrexec exec-service mode).
+    Rpc {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QVAULT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    // Files we create are private whatever the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    match run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qvault: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_vault(home: &Home) -> anyhow::Result<Vault> {
+    home.config()?;
+    Ok(Vault { keystore: Keystore::load(&home.keys_dir())? })
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Init { home, name } => {
+            let home = Home::resolve(home.home)?;
+            let name = match name {
+                Some(n) => n,
+                None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+            };
+            home.init(&name)?;
+            println!("initialized vault {name:?} in {}", home.root().display());
+        }
+        Cmd::Keygen { home, userid, algo, expire } => {
+            let home = Home::resolve(home.home)?;
+            home.config()?;
+            anyhow::ensure!(!userid.trim().is_empty(), "the user ID is empty");
+            anyhow::ensure!(!userid.chars().any(char::is_control), "the user ID has control characters");
+            let expiry = keygen::parse_expiry(&expire).map_err(anyhow::Error::msg)?;
+            let mut ks = Keystore::load(&home.keys_dir())?;
+            let (cert, rev) = keygen::generate(&userid, algo, expiry)?;
+            let fpr = ks.add(cert, Origin::Generated)?;
+            let mut rev_bytes = Vec::new();
+            openpgp::serialize::Serialize::serialize(&openpgp::Packet::from(rev), &mut rev_bytes)?;
+            fsutil::write_private(&home.keys_dir().join(format!("{}.rev", fpr.to_hex())), &rev_bytes)?;
+            println!("{}", fpr.to_hex());
+        }
+        Cmd::Import { home, file } => {
+            let home = Home::resolve(home.home)?;
+            home.config()?;
+            let mut bytes = Vec::new();
+            std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?
+                .take(16 << 20)
+                .read_to_end(&mut bytes)?;
+            let cert = openpgp::Cert::from_bytes(&bytes).context("not an OpenPGP key")?;
+            zeroize::Zeroize::zeroize(&mut bytes);
+            let mut ks = Keystore::load(&home.keys_dir())?;
+            let fpr = ks.add(cert, Origin::Imported)?;
+            println!("{}", fpr.to_hex());
+        }
+        Cmd::List { home } => {
+            let home = Home::resolve(home.home)?;
+            let vault = open_vault(&home)?;
+            for k in vault.keystore.keys() {
+                let origin = match k.provenance.origin {
+                    Origin::Generated => "generated in vault",
+                    Origin::Imported => "imported",
+                };
+                println!("{}  {}", k.cert.fingerprint().to_hex(), origin);
+                for ua in k.cert.userids() {
+                    println!("    {}", String::from_utf8_lossy(ua.userid().value()));
+                }
+            }
+        }
+        Cmd::Serve { home, socket, max_calls, io_timeout } => {
+            let home = Home::resolve(home.home)?;
+            let vault = open_vault(&home)?;
+            anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
+            server::run(
+                vault,
+                server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },
+            )?;
+        }
+        Cmd::Rpc { home } => {
+            let home = Home::resolve(home.home)?;
+            let vault = open_vault(&home)?;
+            let source = qubes_rpc::transport::remote_domain_from_env()?;
+            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME").ok().as_deref().map(|s| s.split('+').next()) {
+                Some(Some(qubes_rpc::transport::SERVICE_LOG_READ)) => Service::LogRead,
+                _ => Service::Gpg,
+            };
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            session::serve_call(&vault, service, &source, stdin.lock(), stdout.lock())?;
+        }
+    }
+    Ok(())
+}
