@@ -45,8 +45,10 @@ fn caps_lower(k: &SubkeyInfo) -> String {
 }
 
 fn caps_primary(info: &KeyInfo) -> String {
-    let usable: Vec<&SubkeyInfo> =
-        std::iter::once(&info.primary).chain(&info.subkeys).filter(|k| !k.revoked && !k.expired).collect();
+    let usable: Vec<&SubkeyInfo> = std::iter::once(&info.primary)
+        .chain(&info.subkeys)
+        .filter(|k| !k.revoked && !k.expired)
+        .collect();
     let mut s = caps_lower(&info.primary);
     if usable.iter().any(|k| k.caps.encrypt) {
         s.push('E');
@@ -69,7 +71,9 @@ pub fn keyid(fpr: &str) -> &str {
 
 /// gpg's user-ID hash (colon field 8): RIPEMD-160 of the user ID.
 fn uid_hash(uid: &str) -> String {
-    let Ok(b) = HashAlgorithm::RipeMD.context() else { return String::new() };
+    let Ok(b) = HashAlgorithm::RipeMD.context() else {
+        return String::new();
+    };
     let mut ctx = b.for_digest();
     ctx.update(uid.as_bytes());
     let mut d = vec![0; ctx.digest_size()];
@@ -77,6 +81,21 @@ fn uid_hash(uid: &str) -> String {
         return String::new();
     }
     hex::encode_upper(d)
+}
+
+/// Field 18: gpg 2.2 marks keys usable under the German VS-NfD rules ("de-vs")
+/// with compliance code 23: RSA of 2048-4096 bits and the Brainpool curves.
+fn compliance(k: &SubkeyInfo) -> &'static str {
+    let rsa = matches!(k.algo, 1..=3) && matches!(k.bits, 2048 | 3072 | 4096);
+    let brainpool = k
+        .curve
+        .as_deref()
+        .is_some_and(|c| c.starts_with("brainpool"));
+    if rsa || brainpool {
+        "23"
+    } else {
+        ""
+    }
 }
 
 fn opt_ts(t: Option<i64>) -> String {
@@ -93,28 +112,43 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
         let p = &info.primary;
         let v = validity(p, *trust);
         let own = if *trust == Trust::Ultimate { "u" } else { "-" };
-        let (tag, sn) = if secret { ("sec", if p.secret { "+" } else { "#" }) } else { ("pub", "") };
+        let (tag, sn) = if secret {
+            ("sec", if p.secret { "+" } else { "#" })
+        } else {
+            ("pub", "")
+        };
         let _ = writeln!(
             out,
-            "{tag}:{v}:{}:{}:{}:{}:{}::{own}:::{}:::{sn}::{}:::0:",
+            "{tag}:{v}:{}:{}:{}:{}:{}::{own}:::{}:::{sn}::{}:{}::0:",
             p.bits,
             p.algo,
             keyid(&p.fingerprint),
             p.created,
             opt_ts(p.expires),
             caps_primary(info),
-            p.curve.as_deref().unwrap_or("")
+            p.curve.as_deref().unwrap_or(""),
+            compliance(p)
         );
         let _ = writeln!(out, "fpr:::::::::{}:", p.fingerprint);
         for u in &info.uids {
             let uv = if u.revoked { 'r' } else { v };
-            let _ = writeln!(out, "uid:{uv}::::{}::{}::{}::::::::::0:", u.created, uid_hash(&u.uid), colon_escape(&u.uid));
-        }
-        for s in &info.subkeys {
-            let (tag, sn) = if secret { ("ssb", if s.secret { "+" } else { "#" }) } else { ("sub", "") };
             let _ = writeln!(
                 out,
-                "{tag}:{}:{}:{}:{}:{}:{}:::::{}:::{sn}::{}::",
+                "uid:{uv}::::{}::{}::{}::::::::::0:",
+                u.created,
+                uid_hash(&u.uid),
+                colon_escape(&u.uid)
+            );
+        }
+        for s in &info.subkeys {
+            let (tag, sn) = if secret {
+                ("ssb", if s.secret { "+" } else { "#" })
+            } else {
+                ("sub", "")
+            };
+            let _ = writeln!(
+                out,
+                "{tag}:{}:{}:{}:{}:{}:{}:::::{}:::{sn}::{}:{}:",
                 validity(s, *trust),
                 s.bits,
                 s.algo,
@@ -122,7 +156,8 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
                 s.created,
                 opt_ts(s.expires),
                 caps_lower(s),
-                s.curve.as_deref().unwrap_or("")
+                s.curve.as_deref().unwrap_or(""),
+                compliance(s)
             );
             let _ = writeln!(out, "fpr:::::::::{}:", s.fingerprint);
         }
@@ -167,7 +202,13 @@ fn key_line(out: &mut String, tag: &str, k: &SubkeyInfo, fmt: KeyidFormat) {
         KeyidFormat::ZeroXShort => format!("/0x{}", &k.fingerprint[k.fingerprint.len() - 8..]),
         KeyidFormat::ZeroXLong => format!("/0x{}", keyid(&k.fingerprint)),
     };
-    let _ = write!(out, "{tag}   {}{id} {} [{}]", algo_name(k), crate::status::date(k.created), caps_upper(k));
+    let _ = write!(
+        out,
+        "{tag}   {}{id} {} [{}]",
+        algo_name(k),
+        crate::status::date(k.created),
+        caps_upper(k)
+    );
     if k.revoked {
         out.push_str(" [revoked]");
     } else if let Some(e) = k.expires {
@@ -178,20 +219,32 @@ fn key_line(out: &mut String, tag: &str, k: &SubkeyInfo, fmt: KeyidFormat) {
 }
 
 /// The human listing, as `gpg --list-keys` prints it.
-pub fn human(keys: &[(KeyInfo, Trust)], secret: bool, fmt: KeyidFormat, fingerprints: u8, header: &str) -> String {
+pub fn human(
+    keys: &[(KeyInfo, Trust)],
+    secret: bool,
+    fmt: KeyidFormat,
+    fingerprints: u8,
+    header: &str,
+) -> String {
     let mut out = String::new();
     if keys.is_empty() {
         return out;
     }
     let _ = writeln!(out, "{header}\n{}", "-".repeat(header.chars().count()));
     for (info, trust) in keys {
-        let (ptag, stag) = if secret { ("sec", "ssb") } else { ("pub", "sub") };
+        let (ptag, stag) = if secret {
+            ("sec", "ssb")
+        } else {
+            ("pub", "sub")
+        };
         key_line(&mut out, ptag, &info.primary, fmt);
         let _ = writeln!(out, "      {}", info.primary.fingerprint);
+        // gpg indents user IDs by the key ID's printed width plus one.
         let pad = match fmt {
-            KeyidFormat::None => 10,
-            KeyidFormat::Short | KeyidFormat::ZeroXShort => 10 + 9 + 2 * usize::from(fmt == KeyidFormat::ZeroXShort),
-            KeyidFormat::Long | KeyidFormat::ZeroXLong => 10 + 17 + 2 * usize::from(fmt == KeyidFormat::ZeroXLong),
+            KeyidFormat::None | KeyidFormat::ZeroXShort => 11,
+            KeyidFormat::Short => 9,
+            KeyidFormat::Long => 17,
+            KeyidFormat::ZeroXLong => 19,
         };
         for u in &info.uids {
             let t = if u.revoked {
@@ -235,9 +288,25 @@ mod tests {
             secret: true,
         };
         KeyInfo {
-            primary: k("141D21733B5F8ECD58D052BE29D37993D4989C8F", Caps { certify: true, ..Caps::default() }),
-            uids: vec![UidInfo { uid: "Test User <test@example.org>".into(), created: 1795705438, revoked: false }],
-            subkeys: vec![k("FAFFA0878262B879D9F59D29026DC399F704569E", Caps { sign: true, ..Caps::default() })],
+            primary: k(
+                "141D21733B5F8ECD58D052BE29D37993D4989C8F",
+                Caps {
+                    certify: true,
+                    ..Caps::default()
+                },
+            ),
+            uids: vec![UidInfo {
+                uid: "Test User <test@example.org>".into(),
+                created: 1795705438,
+                revoked: false,
+            }],
+            subkeys: vec![k(
+                "FAFFA0878262B879D9F59D29026DC399F704569E",
+                Caps {
+                    sign: true,
+                    ..Caps::default()
+                },
+            )],
         }
     }
 
@@ -255,10 +324,28 @@ fpr:::::::::FAFFA0878262B879D9F59D29026DC399F704569E:\n";
 
     #[test]
     fn human_listing_matches_gnupg_layout() {
-        let got = human(&[(sample(), Trust::Ultimate)], false, KeyidFormat::None, 0, "h");
+        let got = human(
+            &[(sample(), Trust::Ultimate)],
+            false,
+            KeyidFormat::None,
+            0,
+            "h",
+        );
         assert!(got.contains("pub   ed25519 2026-11-26 [C] [expires: 2028-11-25]\n      141D21733B5F8ECD58D052BE29D37993D4989C8F\nuid           [ultimate] Test User <test@example.org>\nsub   ed25519 2026-11-26 [S] [expires: 2028-11-25]\n"), "{got}");
-        let got = human(&[(sample(), Trust::Ultimate)], true, KeyidFormat::Long, 0, "h");
-        assert!(got.contains("sec   ed25519/29D37993D4989C8F 2026-11-26 [C] [expires: 2028-11-25]\n"), "{got}");
-        assert!(got.contains("\nuid                 [ultimate] Test User"), "{got}");
+        let got = human(
+            &[(sample(), Trust::Ultimate)],
+            true,
+            KeyidFormat::Long,
+            0,
+            "h",
+        );
+        assert!(
+            got.contains("sec   ed25519/29D37993D4989C8F 2026-11-26 [C] [expires: 2028-11-25]\n"),
+            "{got}"
+        );
+        assert!(
+            got.contains("\nuid                 [ultimate] Test User"),
+            "{got}"
+        );
     }
 }

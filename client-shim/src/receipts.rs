@@ -12,7 +12,9 @@ pub fn accept(_result: &SignResult, _sig: &Signature) -> Result<(), ShimError> {
 
 pub fn write_receipt_file(path: &str, result: &SignResult) -> Result<(), ShimError> {
     if result.receipt.is_empty() {
-        return Err(ShimError::Usage("the vault sent no receipt (it keeps no log)".into()));
+        return Err(ShimError::Usage(
+            "the vault sent no receipt (it keeps no log)".into(),
+        ));
     }
     std::fs::write(path, &result.receipt).map_err(ShimError::io(format!("writing receipt {path}")))
 }

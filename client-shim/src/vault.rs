@@ -14,19 +14,26 @@ use crate::error::ShimError;
 /// The vault qube's name: `QUBES_GPG_DOMAIN` (as split-gpg users set it), else
 /// `vault = "..."` in `$XDG_CONFIG_HOME/qvault/client.toml`.
 pub fn vault_name() -> Result<String, ShimError> {
-    if let Some(v) = std::env::var("QUBES_GPG_DOMAIN").ok().filter(|v| !v.is_empty()) {
+    if let Some(v) = std::env::var("QUBES_GPG_DOMAIN")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         return Ok(v);
     }
     let path = config_path();
     let text = std::fs::read_to_string(&path).map_err(|_| {
-        ShimError::Config(format!("no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {}", path.display()))
+        ShimError::Config(format!(
+            "no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {}",
+            path.display()
+        ))
     })?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct ClientConfig {
         vault: String,
     }
-    let cfg: ClientConfig = toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    let cfg: ClientConfig =
+        toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
     Ok(cfg.vault)
 }
 
@@ -49,9 +56,13 @@ pub struct Conn {
 impl Conn {
     pub fn open() -> Result<Conn, ShimError> {
         let name = vault_name()?;
-        let mut child = spawn_client(&name, SERVICE_GPG).map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
+        let mut child = spawn_client(&name, SERVICE_GPG)
+            .map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(ShimError::Unreachable(name, "no pipes to qrexec-client-vm".into()));
+            return Err(ShimError::Unreachable(
+                name,
+                "no pipes to qrexec-client-vm".into(),
+            ));
         };
         Ok(Conn {
             name,
@@ -87,8 +98,15 @@ impl Conn {
     }
 
     fn closed(&mut self) -> ShimError {
-        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        ShimError::Unreachable(self.name.clone(), format!("the connection closed without an answer (qrexec-client-vm: {status})"))
+        let status = self
+            .child
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        ShimError::Unreachable(
+            self.name.clone(),
+            format!("the connection closed without an answer (qrexec-client-vm: {status})"),
+        )
     }
 
     /// A write failed: the vault may have refused and closed; prefer its reason.

@@ -10,6 +10,7 @@
 //! request can ask for one. The format is specified in `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+pub mod canon;
 pub mod frame;
 pub mod messages;
 pub mod names;

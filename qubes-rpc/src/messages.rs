@@ -30,7 +30,10 @@ pub struct Request {
 pub enum Op {
     /// Key listing; `secret` asks for the secret-key view (which keys the vault can
     /// sign with). Neither view contains secret material.
-    ListKeys { secret: bool, selectors: Vec<String> },
+    ListKeys {
+        secret: bool,
+        selectors: Vec<String>,
+    },
     /// Public certificates (transferable public keys), binary OpenPGP.
     ExportPublic { selectors: Vec<String> },
     /// Sign the data that follows in `Data` frames.
@@ -225,7 +228,10 @@ pub enum RequestError {
 
 impl Request {
     pub fn new(op: Op) -> Self {
-        Request { version: PROTOCOL_VERSION, op }
+        Request {
+            version: PROTOCOL_VERSION,
+            op,
+        }
     }
 
     /// Checks the bounds the type system does not express.
@@ -261,13 +267,20 @@ mod tests {
 
     #[test]
     fn validate_rejects_wrong_version_and_bad_selectors() {
-        let mut r = Request::new(Op::ListKeys { secret: false, selectors: vec![] });
+        let mut r = Request::new(Op::ListKeys {
+            secret: false,
+            selectors: vec![],
+        });
         assert!(r.validate().is_ok());
         r.version = 7;
         assert_eq!(r.validate(), Err(RequestError::Version(7)));
-        let r = Request::new(Op::ExportPublic { selectors: vec!["x".into(); 65] });
+        let r = Request::new(Op::ExportPublic {
+            selectors: vec!["x".into(); 65],
+        });
         assert_eq!(r.validate(), Err(RequestError::TooManySelectors(65)));
-        let r = Request::new(Op::ExportPublic { selectors: vec!["a\nb".into()] });
+        let r = Request::new(Op::ExportPublic {
+            selectors: vec!["a\nb".into()],
+        });
         assert_eq!(r.validate(), Err(RequestError::SelectorControlChar));
         let r = Request::new(Op::Sign(SignRequest {
             key: Some("k".repeat(MAX_SELECTOR_LEN + 1)),

@@ -33,7 +33,9 @@ impl QubeName {
         if !first.is_ascii_alphabetic() {
             return Err(NameError::BadStart);
         }
-        if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        if let Some(c) =
+            chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
             return Err(NameError::BadChar(c));
         }
         Ok(QubeName(s.to_owned()))
@@ -68,7 +70,8 @@ impl ServiceName {
         let ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 64
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
         let (name, argument) = match s.split_once('+') {
             Some((n, a)) => (n, Some(a)),

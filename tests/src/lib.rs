@@ -1,1 +1,351 @@
+//! The shared end-to-end harness: "a vault, a client qube, simulated qrexec",
+//! built in a temporary directory, so each test is a few lines of scenario.
+//!
+//! Binaries come from `$QVAULT_BIN_DIR` (to test installed packages) or the
+//! workspace's `target/debug` (build them first: `cargo build --workspace --bins`).
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ALICE: &str = "Alice Volunteer <alice@example.org>";
+
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_owned()
+}
+
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("QVAULT_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    target.join("debug")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+pub fn sim_dir() -> PathBuf {
+    workspace_dir().join("tests/qrexec-sim")
+}
+
+/// A throwaway vault with one key, a client qube's home, and simulated qrexec.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub vault_home: PathBuf,
+    pub client_home: PathBuf,
+    pub home: PathBuf,
+    pub fpr: String,
+    pub socket: Option<PathBuf>,
+    daemon: Option<Child>,
+    pub source: String,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with_key(ALICE, "ed25519")
+    }
+
+    pub fn with_key(userid: &str, algo: &str) -> World {
+        let mut w = World::empty();
+        w.fpr = w.keygen(userid, algo);
+        w
+    }
+
+    /// A vault with no key.
+    pub fn empty() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault_home = dir.path().join("vault");
+        let client_home = dir.path().join("client");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let w = World {
+            dir,
+            vault_home,
+            client_home,
+            home,
+            fpr: String::new(),
+            socket: None,
+            daemon: None,
+            source: "work".into(),
+        };
+        let out = w
+            .qvault(&["init", "--name", "testvault"])
+            .output()
+            .expect("qvault init");
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w
+    }
+
+    pub fn keygen(&self, userid: &str, algo: &str) -> String {
+        let out = self
+            .qvault(&["keygen", "--userid", userid, "--algo", algo])
+            .output()
+            .expect("keygen");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `qvault <args> --home <vault>` (the home flag goes after the subcommand).
+    pub fn qvault(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("qvault"));
+        c.args(&args[..1])
+            .arg("--home")
+            .arg(&self.vault_home)
+            .args(&args[1..]);
+        c.env("QVAULT_LOG", "warn");
+        c
+    }
+
+    pub fn path_env(&self) -> OsString {
+        let mut paths = vec![bin_dir(), sim_dir()];
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(paths).expect("PATH")
+    }
+
+    /// The environment of a process in the client qube.
+    pub fn client_env(&self, c: &mut Command) {
+        c.env("PATH", self.path_env())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("QUBES_GPG_DOMAIN", "vault")
+            .env("QVAULT_GPG_HOME", &self.client_home)
+            .env("QVAULT_SIM_SOURCE", &self.source)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .env_remove("GNUPGHOME");
+        match &self.socket {
+            Some(s) => {
+                c.env("QVAULT_SIM_SOCKET", s)
+                    .env_remove("QVAULT_SIM_VAULT_HOME");
+            }
+            None => {
+                c.env("QVAULT_SIM_VAULT_HOME", &self.vault_home)
+                    .env_remove("QVAULT_SIM_SOCKET");
+            }
+        }
+    }
+
+    pub fn shim(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("qvault-gpg"));
+        c.args(args);
+        self.client_env(&mut c);
+        c
+    }
+
+    /// Any program, run in the client qube's environment.
+    pub fn client_cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        self.client_env(&mut c);
+        c
+    }
+
+    /// Starts `qvault serve` on a socket; later calls go through it.
+    pub fn serve(&mut self) {
+        self.serve_with(&[]);
+    }
+
+    pub fn serve_with(&mut self, extra: &[&str]) {
+        let sock = self.path("qvault.sock");
+        let mut args = vec!["serve", "--socket"];
+        let s = sock.to_str().expect("utf8 path").to_owned();
+        args.push(&s);
+        args.extend_from_slice(extra);
+        let child = self
+            .qvault(&args)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "qvault serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon = Some(child);
+        self.socket = Some(sock);
+    }
+
+    pub fn daemon_alive(&mut self) -> bool {
+        matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The vault's public certificate, via `qvault-gpg --export`, written to a
+    /// file (binary keyring, as gpgv and dscverify read it).
+    pub fn export_keyring(&self) -> PathBuf {
+        let p = self.path("keyring.pgp");
+        let out = self.shim(&["--export"]).output().expect("export");
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&p, &out.stdout).expect("write keyring");
+        p
+    }
+
+    /// A GNUPGHOME holding the vault's public certificate, trusted ultimately.
+    pub fn gnupg_home(&self) -> PathBuf {
+        let g = self.path("gnupg");
+        if g.exists() {
+            return g;
+        }
+        std::fs::create_dir_all(&g).expect("gnupg home");
+        std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        let ring = self.export_keyring();
+        let st = Command::new("gpg")
+            .env("GNUPGHOME", &g)
+            .args(["--batch", "--import"])
+            .arg(&ring)
+            .output()
+            .expect("gpg import");
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let mut c = Command::new("gpg")
+            .env("GNUPGHOME", &g)
+            .args(["--batch", "--import-ownertrust"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ownertrust");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{}:6:\n", self.fpr).as_bytes())
+            .expect("write");
+        assert!(c.wait().expect("wait").success());
+        g
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.vault_home
+            .join("keys")
+            .join(format!("{}.tsk", self.fpr))
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = nix_kill(&c);
+            let _ = c.wait();
+        }
+    }
+}
+
+fn nix_kill(c: &Child) -> std::io::Result<()> {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status()
+        .map(|_| ())
+}
+
+/// Runs a command with `stdin` as input.
+pub fn run_with_input(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let t = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = t.join();
+    out
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("spawn")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// gpgv with the vault's exported keyring.
+pub fn gpgv(w: &World, args: &[&Path]) -> Output {
+    let ring = w.export_keyring();
+    let mut c = Command::new("gpgv");
+    c.arg("--keyring").arg(ring).args(args);
+    run(&mut c)
+}
+
+/// sqv with the vault's exported certificate.
+pub fn sqv(w: &World, sig: &Path, data: &Path) -> Output {
+    let ring = w.export_keyring();
+    let mut c = Command::new("sqv");
+    c.arg("--keyring").arg(ring).arg(sig).arg(data);
+    run(&mut c)
+}

@@ -11,9 +11,9 @@ use openpgp::cert::prelude::*;
 use openpgp::crypto::mpi::PublicKey as Mpis;
 use openpgp::packet::key::{PublicParts, SecretParts, UnspecifiedRole};
 use openpgp::packet::Key;
+use openpgp::parse::Parse as _;
 use openpgp::policy::{Policy, StandardPolicy};
 use openpgp::serialize::Serialize as _;
-use openpgp::parse::Parse as _;
 use openpgp::types::{Curve, RevocationStatus};
 use openpgp::{Cert, Fingerprint};
 use qubes_rpc::{Caps, ErrorCode, KeyInfo, SubkeyInfo, UidInfo};
@@ -83,36 +83,45 @@ pub fn policy() -> StandardPolicy<'static> {
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Keystore {
     pub fn load(dir: &Path) -> anyhow::Result<Keystore> {
         let mut keys = Vec::new();
-        let entries = std::fs::read_dir(dir).with_context(|| format!("reading key directory {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading key directory {}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("tsk") {
                 continue;
             }
-            let cert = Cert::from_file(&path).with_context(|| format!("reading key file {}", path.display()))?;
+            let cert = Cert::from_file(&path)
+                .with_context(|| format!("reading key file {}", path.display()))?;
             let meta_path = path.with_extension("toml");
             let text = std::fs::read_to_string(&meta_path)
                 .with_context(|| format!("reading provenance {}", meta_path.display()))?;
-            let provenance: Provenance =
-                toml::from_str(&text).with_context(|| format!("parsing provenance {}", meta_path.display()))?;
+            let provenance: Provenance = toml::from_str(&text)
+                .with_context(|| format!("parsing provenance {}", meta_path.display()))?;
             keys.push(StoredKey { cert, provenance });
         }
         // gpg uses the first key of its keyring as the default; ours is the order
         // in which keys entered the vault.
         keys.sort_by(|a, b| {
-            (a.provenance.added, a.cert.fingerprint().to_hex()).cmp(&(b.provenance.added, b.cert.fingerprint().to_hex()))
+            (a.provenance.added, a.cert.fingerprint().to_hex())
+                .cmp(&(b.provenance.added, b.cert.fingerprint().to_hex()))
         });
-        Ok(Keystore { dir: dir.to_owned(), keys })
+        Ok(Keystore {
+            dir: dir.to_owned(),
+            keys,
+        })
     }
 
     pub fn keys(&self) -> &[StoredKey] {
@@ -121,7 +130,10 @@ impl Keystore {
 
     /// Stores a certificate with secret key material and its provenance.
     pub fn add(&mut self, cert: Cert, origin: Origin) -> anyhow::Result<Fingerprint> {
-        anyhow::ensure!(cert.is_tsk(), "the certificate holds no secret key material");
+        anyhow::ensure!(
+            cert.is_tsk(),
+            "the certificate holds no secret key material"
+        );
         let fpr = cert.fingerprint();
         anyhow::ensure!(
             !self.keys.iter().any(|k| k.cert.fingerprint() == fpr),
@@ -130,9 +142,15 @@ impl Keystore {
         );
         let mut tsk = Vec::new();
         cert.as_tsk().serialize(&mut tsk)?;
-        let provenance = Provenance { origin, added: now_secs() };
+        let provenance = Provenance {
+            origin,
+            added: now_secs(),
+        };
         let base = self.dir.join(fpr.to_hex());
-        fsutil::write_private(&base.with_extension("toml"), toml::to_string(&provenance)?.as_bytes())?;
+        fsutil::write_private(
+            &base.with_extension("toml"),
+            toml::to_string(&provenance)?.as_bytes(),
+        )?;
         fsutil::write_private(&base.with_extension("tsk"), &tsk)?;
         zeroize::Zeroize::zeroize(&mut tsk);
         self.keys.push(StoredKey { cert, provenance });
@@ -145,7 +163,10 @@ impl Keystore {
             return self.keys.iter().collect();
         }
         let specs: Vec<Spec> = selectors.iter().map(|s| Spec::parse(s)).collect();
-        self.keys.iter().filter(|k| specs.iter().any(|s| cert_matches(&k.cert, s))).collect()
+        self.keys
+            .iter()
+            .filter(|k| specs.iter().any(|s| cert_matches(&k.cert, s)))
+            .collect()
     }
 
     /// Picks the signing key for a selector as gpg does: the first matching
@@ -164,7 +185,10 @@ impl Keystore {
         };
         let p = policy();
         let name = stored.cert.fingerprint().to_hex();
-        let vc = stored.cert.with_policy(&p, None).map_err(|_| SelectError::NoSigningKey(name.clone()))?;
+        let vc = stored
+            .cert
+            .with_policy(&p, None)
+            .map_err(|_| SelectError::NoSigningKey(name.clone()))?;
         if let RevocationStatus::Revoked(_) = vc.revocation_status() {
             return Err(SelectError::Revoked(name));
         }
@@ -195,7 +219,11 @@ impl Keystore {
             let usable = ka.for_signing()
                 && ka.alive().is_ok()
                 && !matches!(ka.revocation_status(), RevocationStatus::Revoked(_));
-            if usable && best.as_ref().is_none_or(|b| ka.key().creation_time() > b.key().creation_time()) {
+            if usable
+                && best
+                    .as_ref()
+                    .is_none_or(|b| ka.key().creation_time() > b.key().creation_time())
+            {
                 best = Some(ka.clone());
             }
         }
@@ -209,8 +237,12 @@ impl Keystore {
 
 fn cert_matches(cert: &Cert, spec: &Spec) -> bool {
     match spec {
-        Spec::KeyId { .. } => cert.keys().any(|ka| spec.matches_key(&ka.key().fingerprint().to_hex())),
-        _ => cert.userids().any(|ua| spec.matches_uid(&String::from_utf8_lossy(ua.userid().value()))),
+        Spec::KeyId { .. } => cert
+            .keys()
+            .any(|ka| spec.matches_key(&ka.key().fingerprint().to_hex())),
+        _ => cert
+            .userids()
+            .any(|ua| spec.matches_uid(&String::from_utf8_lossy(ua.userid().value()))),
     }
 }
 
@@ -236,17 +268,25 @@ fn subkey_info<P: Policy + ?Sized>(
 ) -> SubkeyInfo {
     let key = ka.key();
     let curve = match key.mpis() {
-        Mpis::EdDSA { curve, .. } | Mpis::ECDSA { curve, .. } | Mpis::ECDH { curve, .. } => Some(gpg_curve_name(curve)),
+        Mpis::EdDSA { curve, .. } | Mpis::ECDSA { curve, .. } | Mpis::ECDH { curve, .. } => {
+            Some(gpg_curve_name(curve))
+        }
         Mpis::Ed25519 { .. } => Some("ed25519".into()),
         Mpis::X25519 { .. } => Some("cv25519".into()),
         _ => None,
     };
     let expires = ka.key_expiration_time().map(secs);
-    let flags = ka.key_flags().unwrap_or_else(openpgp::types::KeyFlags::empty);
+    let flags = ka
+        .key_flags()
+        .unwrap_or_else(openpgp::types::KeyFlags::empty);
     SubkeyInfo {
         fingerprint: key.fingerprint().to_hex(),
         algo: u8::from(key.pk_algo()),
-        bits: key.mpis().bits().unwrap_or(0) as u32,
+        // gpg reports the curve's size in bits; 25519 curves are 255.
+        bits: match curve.as_deref() {
+            Some("ed25519" | "cv25519") => 255,
+            _ => key.mpis().bits().unwrap_or(0) as u32,
+        },
         curve,
         created: secs(key.creation_time()),
         expires,
@@ -277,11 +317,18 @@ pub fn key_info(cert: &Cert) -> Option<KeyInfo> {
         .userids()
         .map(|ua| UidInfo {
             uid: String::from_utf8_lossy(ua.userid().value()).into_owned(),
-            created: ua.binding_signature().signature_creation_time().map_or(0, secs),
+            created: ua
+                .binding_signature()
+                .signature_creation_time()
+                .map_or(0, secs),
             revoked: matches!(ua.revocation_status(), RevocationStatus::Revoked(_)),
         })
         .collect();
-    Some(KeyInfo { primary, uids, subkeys })
+    Some(KeyInfo {
+        primary,
+        uids,
+        subkeys,
+    })
 }
 
 /// The public certificate, binary. Secret material is stripped by construction:

@@ -4,7 +4,6 @@
 //! hand one out: no command, flag or request exports secret key material.
 #![forbid(unsafe_code)]
 
-mod canon;
 mod fsutil;
 mod home;
 mod keygen;
@@ -21,15 +20,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse as _;
+use sequoia_openpgp as openpgp;
 
 use crate::home::Home;
 use crate::keystore::{Keystore, Origin};
 use crate::session::{Service, Vault};
 
 #[derive(Parser)]
-#[command(name = "qvault", version, about = "qvault vault daemon: signs over Qubes qrexec, keys never leave")]
+#[command(
+    name = "qvault",
+    version,
+    about = "qvault vault daemon: signs over Qubes qrexec, keys never leave"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -99,7 +102,11 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -120,7 +127,9 @@ fn main() -> ExitCode {
 
 fn open_vault(home: &Home) -> anyhow::Result<Vault> {
     home.config()?;
-    Ok(Vault { keystore: Keystore::load(&home.keys_dir())? })
+    Ok(Vault {
+        keystore: Keystore::load(&home.keys_dir())?,
+    })
 }
 
 fn run(cmd: Cmd) -> anyhow::Result<()> {
@@ -134,18 +143,29 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             home.init(&name)?;
             println!("initialized vault {name:?} in {}", home.root().display());
         }
-        Cmd::Keygen { home, userid, algo, expire } => {
+        Cmd::Keygen {
+            home,
+            userid,
+            algo,
+            expire,
+        } => {
             let home = Home::resolve(home.home)?;
             home.config()?;
             anyhow::ensure!(!userid.trim().is_empty(), "the user ID is empty");
-            anyhow::ensure!(!userid.chars().any(char::is_control), "the user ID has control characters");
+            anyhow::ensure!(
+                !userid.chars().any(char::is_control),
+                "the user ID has control characters"
+            );
             let expiry = keygen::parse_expiry(&expire).map_err(anyhow::Error::msg)?;
             let mut ks = Keystore::load(&home.keys_dir())?;
             let (cert, rev) = keygen::generate(&userid, algo, expiry)?;
             let fpr = ks.add(cert, Origin::Generated)?;
             let mut rev_bytes = Vec::new();
             openpgp::serialize::Serialize::serialize(&openpgp::Packet::from(rev), &mut rev_bytes)?;
-            fsutil::write_private(&home.keys_dir().join(format!("{}.rev", fpr.to_hex())), &rev_bytes)?;
+            fsutil::write_private(
+                &home.keys_dir().join(format!("{}.rev", fpr.to_hex())),
+                &rev_bytes,
+            )?;
             println!("{}", fpr.to_hex());
         }
         Cmd::Import { home, file } => {
@@ -176,20 +196,33 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Serve { home, socket, max_calls, io_timeout } => {
+        Cmd::Serve {
+            home,
+            socket,
+            max_calls,
+            io_timeout,
+        } => {
             let home = Home::resolve(home.home)?;
             let vault = open_vault(&home)?;
             anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
             server::run(
                 vault,
-                server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },
+                server::ServeOptions {
+                    socket,
+                    max_calls,
+                    io_timeout: Duration::from_secs(io_timeout.max(1)),
+                },
             )?;
         }
         Cmd::Rpc { home } => {
             let home = Home::resolve(home.home)?;
             let vault = open_vault(&home)?;
             let source = qubes_rpc::transport::remote_domain_from_env()?;
-            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME").ok().as_deref().map(|s| s.split('+').next()) {
+            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME")
+                .ok()
+                .as_deref()
+                .map(|s| s.split('+').next())
+            {
                 Some(Some(qubes_rpc::transport::SERVICE_LOG_READ)) => Service::LogRead,
                 _ => Service::Gpg,
             };

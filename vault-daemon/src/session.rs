@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use openpgp::serialize::Marshal as _;
 use qubes_rpc::frame::FrameError;
 use qubes_rpc::{
-    ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyInfo, Op, QubeName, Request, RpcError, ServerFrame,
-    SignRequest, SignResult, CHUNK_SIZE,
+    ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyInfo, Op, QubeName, Request, RpcError,
+    ServerFrame, SignRequest, SignResult, CHUNK_SIZE,
 };
 use sequoia_openpgp as openpgp;
 
@@ -60,7 +60,13 @@ impl From<Refusal> for Failure {
 }
 
 /// Serves one call. Returns the transport error, if any, for the caller to log.
-pub fn serve_call<R: Read, W: Write>(vault: &Vault, service: Service, source: &QubeName, r: R, w: W) -> Result<(), FrameError> {
+pub fn serve_call<R: Read, W: Write>(
+    vault: &Vault,
+    service: Service,
+    source: &QubeName,
+    r: R,
+    w: W,
+) -> Result<(), FrameError> {
     let mut reader = FrameReader::new(r);
     let mut writer = FrameWriter::new(w);
     let result = match read_request(&mut reader) {
@@ -79,7 +85,10 @@ pub fn serve_call<R: Read, W: Write>(vault: &Vault, service: Service, source: &Q
         Err(Failure::Transport(e)) => {
             // A malformed frame still gets an answer if the peer is listening.
             if !e.is_disconnect() && !matches!(e, FrameError::Io(_)) {
-                let _ = writer.send(&ServerFrame::Error(RpcError { code: ErrorCode::BadRequest, message: e.to_string() }));
+                let _ = writer.send(&ServerFrame::Error(RpcError {
+                    code: ErrorCode::BadRequest,
+                    message: e.to_string(),
+                }));
                 let _ = writer.flush();
             }
             Err(e)
@@ -100,7 +109,9 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
             })?;
             Ok(Some(req))
         }
-        Some(_) => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+        Some(_) => {
+            Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into())
+        }
     }
 }
 
@@ -127,8 +138,12 @@ fn dispatch<R: Read, W: Write>(
         (Service::Gpg, Op::ExportPublic { selectors }) => {
             let mut out = Vec::new();
             for k in vault.keystore.find(&selectors) {
-                keystore::export_public(&k.cert, &mut out)
-                    .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize certificate: {e}")))?;
+                keystore::export_public(&k.cert, &mut out).map_err(|e| {
+                    Refusal::new(
+                        ErrorCode::Internal,
+                        format!("cannot serialize certificate: {e}"),
+                    )
+                })?;
             }
             for chunk in out.chunks(CHUNK_SIZE) {
                 writer.send(&ServerFrame::Output(chunk))?;
@@ -140,9 +155,11 @@ fn dispatch<R: Read, W: Write>(
         (Service::LogRead, Op::Checkpoint { .. }) | (Service::Gpg, Op::Checkpoint { .. }) => {
             Err(Refusal::new(ErrorCode::Unavailable, "this vault keeps no log").into())
         }
-        (Service::LogRead, _) => {
-            Err(Refusal::new(ErrorCode::Denied, "qvault.LogRead only reads the log; use qvault.Gpg to sign").into())
-        }
+        (Service::LogRead, _) => Err(Refusal::new(
+            ErrorCode::Denied,
+            "qvault.LogRead only reads the log; use qvault.Gpg to sign",
+        )
+        .into()),
     }
 }
 
@@ -153,19 +170,28 @@ fn sign<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(|e| Refusal::new(e.code(), e.to_string()))?;
-    let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let key = vault
+        .keystore
+        .signing_key(req.key.as_deref())
+        .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+    let mut job =
+        SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&key);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     loop {
         match reader.next::<ClientFrame<'_>>()? {
             Some(ClientFrame::Data(d)) => {
-                job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+                job.update(d)
+                    .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
             Some(ClientFrame::End) => break,
             Some(ClientFrame::Request(_)) => {
-                return Err(Refusal::new(ErrorCode::BadRequest, "unexpected request frame in the data stream").into())
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "unexpected request frame in the data stream",
+                )
+                .into())
             }
             None => return Err(FrameError::Truncated.into()),
         }
@@ -177,7 +203,12 @@ fn sign<R: Read, W: Write>(
     let mut signature = Vec::new();
     openpgp::Packet::from(finished.signature.clone())
         .serialize(&mut signature)
-        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize signature: {e}")))?;
+        .map_err(|e| {
+            Refusal::new(
+                ErrorCode::Internal,
+                format!("cannot serialize signature: {e}"),
+            )
+        })?;
     tracing::info!(
         source = %source,
         key = %plan.signer_fpr,

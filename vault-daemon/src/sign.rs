@@ -10,8 +10,8 @@ use openpgp::types::{HashAlgorithm, SignatureType};
 use qubes_rpc::{HashAlgo, SignMode, SignPlan, SignRequest};
 use sequoia_openpgp as openpgp;
 
-use crate::canon::{Canon, Canonicalizer, WhitespaceRunTooLong};
 use crate::keystore::SigningKey;
+use qubes_rpc::canon::{Canon, Canonicalizer, WhitespaceRunTooLong};
 
 /// The digest used when the client does not ask for one. SHA-256: accepted by
 /// every verifier, and the fastest on CPUs with SHA extensions.
@@ -57,7 +57,13 @@ impl SignJob {
             (_, false) => (Canon::Binary, SignatureType::Binary),
         };
         let ctx = hash_algorithm(hash).context()?.for_signature(4);
-        Ok(SignJob { canon: Canonicalizer::new(canon), ctx, sig_type, hash, len: 0 })
+        Ok(SignJob {
+            canon: Canonicalizer::new(canon),
+            ctx,
+            sig_type,
+            hash,
+            len: 0,
+        })
     }
 
     pub fn plan(&self, key: &SigningKey<'_>) -> SignPlan {
@@ -88,23 +94,32 @@ impl SignJob {
         Ok(d)
     }
 
-    pub fn finish(self, key: &SigningKey<'_>, created: std::time::SystemTime, notations: &[Notation]) -> anyhow::Result<Finished> {
+    pub fn finish(
+        self,
+        key: &SigningKey<'_>,
+        created: std::time::SystemTime,
+        notations: &[Notation],
+    ) -> anyhow::Result<Finished> {
         let data_digest = self.data_digest()?;
-        let mut builder = SignatureBuilder::new(self.sig_type).set_signature_creation_time(created)?;
+        let mut builder =
+            SignatureBuilder::new(self.sig_type).set_signature_creation_time(created)?;
         for n in notations {
             builder = builder.add_notation(
                 &n.name,
                 n.value.as_bytes(),
-                openpgp::packet::signature::subpacket::NotationDataFlags::empty().set_human_readable(),
+                openpgp::packet::signature::subpacket::NotationDataFlags::empty()
+                    .set_human_readable(),
                 false,
             )?;
         }
-        let mut keypair = key
-            .key
-            .clone()
-            .into_keypair()
-            .map_err(|_| anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected"))?;
+        let mut keypair = key.key.clone().into_keypair().map_err(|_| {
+            anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected")
+        })?;
         let signature = builder.sign_hash(&mut keypair, self.ctx)?;
-        Ok(Finished { signature, data_digest, data_len: self.len })
+        Ok(Finished {
+            signature,
+            data_digest,
+            data_len: self.len,
+        })
     }
 }
