@@ -58,34 +58,19 @@ struct Spec {
 }
 
 const fn o(long: &'static str, short: Option<char>, value: bool, act: Act) -> Spec {
-    Spec {
-        long,
-        short,
-        value,
-        act,
-    }
+    Spec { long, short, value, act }
 }
 
 /// The options qvault-gpg implements.
 const OPTIONS: &[Spec] = &[
     o("sign", Some('s'), false, Act::Cmd(Command::Sign)),
-    o(
-        "detach-sign",
-        Some('b'),
-        false,
-        Act::Cmd(Command::DetachSign),
-    ),
+    o("detach-sign", Some('b'), false, Act::Cmd(Command::DetachSign)),
     o("detach-sig", None, false, Act::Cmd(Command::DetachSign)),
     o("clearsign", None, false, Act::Cmd(Command::ClearSign)),
     o("clear-sign", None, false, Act::Cmd(Command::ClearSign)),
     o("list-keys", Some('k'), false, Act::Cmd(Command::ListKeys)),
     o("list-public-keys", None, false, Act::Cmd(Command::ListKeys)),
-    o(
-        "list-secret-keys",
-        Some('K'),
-        false,
-        Act::Cmd(Command::ListSecretKeys),
-    ),
+    o("list-secret-keys", Some('K'), false, Act::Cmd(Command::ListSecretKeys)),
     o("fingerprint", None, false, Act::Fingerprint),
     o("export", None, false, Act::Cmd(Command::Export)),
     o("verify", None, false, Act::Cmd(Command::Verify)),
@@ -104,12 +89,7 @@ const OPTIONS: &[Spec] = &[
     o("yes", None, false, Act::Yes),
     o("status-fd", None, true, Act::StatusFd),
     o("digest-algo", None, true, Act::DigestAlgo),
-    o(
-        "personal-digest-preferences",
-        None,
-        true,
-        Act::PersonalDigest,
-    ),
+    o("personal-digest-preferences", None, true, Act::PersonalDigest),
     o("keyid-format", None, true, Act::KeyidFormat),
     o("with-colons", None, false, Act::WithColons),
     o("with-fingerprint", None, false, Act::Fingerprint),
@@ -153,21 +133,11 @@ const OPTIONS: &[Spec] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgError {
     Invalid(String),
-    Refused {
-        name: String,
-        reason: Reason,
-    },
-    Ambiguous {
-        given: String,
-        candidates: Vec<&'static str>,
-    },
+    Refused { name: String, reason: Reason },
+    Ambiguous { given: String, candidates: Vec<&'static str> },
     MissingValue(String),
     UnexpectedValue(String),
-    BadValue {
-        name: &'static str,
-        value: String,
-        why: &'static str,
-    },
+    BadValue { name: &'static str, value: String, why: &'static str },
     ConflictingCommands,
 }
 
@@ -176,18 +146,10 @@ impl std::fmt::Display for ArgError {
         match self {
             ArgError::Invalid(o) => write!(f, "invalid option \"{o}\""),
             ArgError::Refused { name, reason } => {
-                write!(
-                    f,
-                    "option \"--{name}\" is refused by qvault-gpg: {}",
-                    reason.explain()
-                )
+                write!(f, "option \"--{name}\" is refused by qvault-gpg: {}", reason.explain())
             }
             ArgError::Ambiguous { given, candidates } => {
-                write!(
-                    f,
-                    "option \"{given}\" is ambiguous (--{})",
-                    candidates.join(", --")
-                )
+                write!(f, "option \"{given}\" is ambiguous (--{})", candidates.join(", --"))
             }
             ArgError::MissingValue(o) => write!(f, "missing argument for option \"{o}\""),
             ArgError::UnexpectedValue(o) => write!(f, "option \"{o}\" does not expect an argument"),
@@ -235,9 +197,7 @@ pub struct Invocation {
     fingerprint_cmd: bool,
 }
 
-fn lookup_long(
-    name: &str,
-) -> Result<Result<&'static Spec, (&'static str, bool, Reason)>, ArgError> {
+fn lookup_long(name: &str) -> Result<Result<&'static Spec, (&'static str, bool, Reason)>, ArgError> {
     if let Some(s) = OPTIONS.iter().find(|s| s.long == name) {
         return Ok(Ok(s));
     }
@@ -246,11 +206,7 @@ fn lookup_long(
     }
     // Unambiguous prefixes, over implemented and refused names alike, so a prefix
     // of a refused option (`--home`) is refused too.
-    let mut cands: Vec<&'static str> = OPTIONS
-        .iter()
-        .map(|s| s.long)
-        .filter(|l| l.starts_with(name))
-        .collect();
+    let mut cands: Vec<&'static str> = OPTIONS.iter().map(|s| s.long).filter(|l| l.starts_with(name)).collect();
     cands.extend(REFUSED.iter().map(|r| r.0).filter(|l| l.starts_with(name)));
     cands.sort_unstable();
     cands.dedup();
@@ -259,17 +215,12 @@ fn lookup_long(
         [one] => lookup_long(one),
         _ => {
             // Aliases of one option (e.g. --armor/--armour) are not ambiguous.
-            let acts: Vec<Option<Act>> = cands
-                .iter()
-                .map(|c| OPTIONS.iter().find(|s| s.long == *c).map(|s| s.act))
-                .collect();
+            let acts: Vec<Option<Act>> =
+                cands.iter().map(|c| OPTIONS.iter().find(|s| s.long == *c).map(|s| s.act)).collect();
             if acts.iter().all(|a| a.is_some() && *a == acts[0]) {
                 return lookup_long(cands[0]);
             }
-            Err(ArgError::Ambiguous {
-                given: format!("--{name}"),
-                candidates: cands,
-            })
+            Err(ArgError::Ambiguous { given: format!("--{name}"), candidates: cands })
         }
     }
 }
@@ -279,14 +230,8 @@ fn lookup_short(c: char) -> Result<&'static Spec, ArgError> {
         return Ok(s);
     }
     if let Some((_, long)) = REFUSED_SHORT.iter().find(|(s, _)| *s == c) {
-        let reason = REFUSED
-            .iter()
-            .find(|r| r.0 == *long)
-            .map_or(Reason::Unsupported, |r| r.2);
-        return Err(ArgError::Refused {
-            name: (*long).to_owned(),
-            reason,
-        });
+        let reason = REFUSED.iter().find(|r| r.0 == *long).map_or(Reason::Unsupported, |r| r.2);
+        return Err(ArgError::Refused { name: (*long).to_owned(), reason });
     }
     Err(ArgError::Invalid(format!("-{c}")))
 }
@@ -307,22 +252,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, ArgE
             };
             let spec = match lookup_long(name)? {
                 Ok(s) => s,
-                Err((refused, _, reason)) => {
-                    return Err(ArgError::Refused {
-                        name: refused.to_owned(),
-                        reason,
-                    })
-                }
+                Err((refused, _, reason)) => return Err(ArgError::Refused { name: refused.to_owned(), reason }),
             };
             let value = match (spec.value, inline) {
                 (true, Some(v)) => Some(v),
-                (true, None) => Some(
-                    it.next()
-                        .ok_or_else(|| ArgError::MissingValue(format!("--{}", spec.long)))?,
-                ),
-                (false, Some(_)) => {
-                    return Err(ArgError::UnexpectedValue(format!("--{}", spec.long)))
-                }
+                (true, None) => Some(it.next().ok_or_else(|| ArgError::MissingValue(format!("--{}", spec.long)))?),
+                (false, Some(_)) => return Err(ArgError::UnexpectedValue(format!("--{}", spec.long))),
                 (false, None) => None,
             };
             apply(&mut inv, &mut commands, spec, value)?;
@@ -335,9 +270,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, ArgE
                     let rest: String = chars[i + 1..].iter().collect();
                     i = chars.len();
                     Some(if rest.is_empty() {
-                        it.next().ok_or_else(|| {
-                            ArgError::MissingValue(format!("-{}", spec.short.unwrap_or('?')))
-                        })?
+                        it.next().ok_or_else(|| ArgError::MissingValue(format!("-{}", spec.short.unwrap_or('?'))))?
                     } else {
                         rest
                     })
@@ -373,12 +306,7 @@ fn resolve_commands(cmds: &[Command], fingerprint: bool) -> Result<Option<Comman
     }
 }
 
-fn apply(
-    inv: &mut Invocation,
-    cmds: &mut Vec<Command>,
-    spec: &Spec,
-    value: Option<String>,
-) -> Result<(), ArgError> {
+fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Option<String>) -> Result<(), ArgError> {
     let v = value.unwrap_or_default();
     match spec.act {
         Act::Cmd(c) => cmds.push(c),
@@ -397,29 +325,21 @@ fn apply(
                 why: "not a file descriptor number",
             })?;
             if fd < 0 {
-                return Err(ArgError::BadValue {
-                    name: "status-fd",
-                    value: v,
-                    why: "not a file descriptor number",
-                });
+                return Err(ArgError::BadValue { name: "status-fd", value: v, why: "not a file descriptor number" });
             }
             inv.status_fd = Some(fd);
         }
         Act::DigestAlgo => {
-            inv.digest = Some(qubes_rpc::HashAlgo::from_gpg_name(&v).ok_or(
-                ArgError::BadValue {
-                    name: "digest-algo",
-                    value: v,
-                    why: "use SHA256, SHA384, SHA512 or SHA224",
-                },
-            )?);
+            inv.digest = Some(qubes_rpc::HashAlgo::from_gpg_name(&v).ok_or(ArgError::BadValue {
+                name: "digest-algo",
+                value: v,
+                why: "use SHA256, SHA384, SHA512 or SHA224",
+            })?);
         }
         Act::PersonalDigest => {
             // The first listed algorithm we can use becomes the signing digest.
             if inv.digest.is_none() {
-                inv.digest = v
-                    .split([' ', ','])
-                    .find_map(qubes_rpc::HashAlgo::from_gpg_name);
+                inv.digest = v.split([' ', ',']).find_map(qubes_rpc::HashAlgo::from_gpg_name);
             }
         }
         Act::KeyidFormat => {
@@ -473,14 +393,7 @@ mod tests {
 
     #[test]
     fn git_verify_form() {
-        let inv = p(&[
-            "--keyid-format=long",
-            "--status-fd=1",
-            "--verify",
-            "/tmp/sig",
-            "-",
-        ])
-        .unwrap();
+        let inv = p(&["--keyid-format=long", "--status-fd=1", "--verify", "/tmp/sig", "-"]).unwrap();
         assert_eq!(inv.command, Some(Command::Verify));
         assert_eq!(inv.operands, vec!["/tmp/sig", "-"]);
         assert_eq!(inv.keyid_format, KeyidFormat::Long);
@@ -501,10 +414,7 @@ mod tests {
         assert_eq!(p(&["--detach"]).unwrap().command, Some(Command::DetachSign));
         assert!(p(&["--arm"]).unwrap().armor);
         assert!(matches!(p(&["--ver"]), Err(ArgError::Ambiguous { .. })));
-        assert!(matches!(
-            p(&["--home", "/x"]),
-            Err(ArgError::Refused { .. })
-        ));
+        assert!(matches!(p(&["--home", "/x"]), Err(ArgError::Refused { .. })));
     }
 
     #[test]
@@ -512,36 +422,15 @@ mod tests {
         assert!(
             matches!(p(&["--homedir", "/x", "-s"]), Err(ArgError::Refused { name, reason: Reason::Files }) if name == "homedir")
         );
-        assert!(matches!(
-            p(&["--export-secret-keys"]),
-            Err(ArgError::Refused {
-                reason: Reason::Secret,
-                ..
-            })
-        ));
+        assert!(matches!(p(&["--export-secret-keys"]), Err(ArgError::Refused { reason: Reason::Secret, .. })));
         assert!(matches!(p(&["-e"]), Err(ArgError::Refused { .. })));
-        assert_eq!(
-            p(&["--frobnicate"]).unwrap_err(),
-            ArgError::Invalid("--frobnicate".into())
-        );
+        assert_eq!(p(&["--frobnicate"]).unwrap_err(), ArgError::Invalid("--frobnicate".into()));
         assert_eq!(p(&["-Y"]).unwrap_err(), ArgError::Invalid("-Y".into()));
-        assert_eq!(
-            p(&["--armor=1"]).unwrap_err(),
-            ArgError::UnexpectedValue("--armor".into())
-        );
+        assert_eq!(p(&["--armor=1"]).unwrap_err(), ArgError::UnexpectedValue("--armor".into()));
         assert_eq!(p(&["-u"]).unwrap_err(), ArgError::MissingValue("-u".into()));
-        assert_eq!(
-            p(&["--verify", "--export"]).unwrap_err(),
-            ArgError::ConflictingCommands
-        );
-        assert!(matches!(
-            p(&["--digest-algo", "SHA1"]),
-            Err(ArgError::BadValue { .. })
-        ));
-        assert!(matches!(
-            p(&["--status-fd", "x"]),
-            Err(ArgError::BadValue { .. })
-        ));
+        assert_eq!(p(&["--verify", "--export"]).unwrap_err(), ArgError::ConflictingCommands);
+        assert!(matches!(p(&["--digest-algo", "SHA1"]), Err(ArgError::BadValue { .. })));
+        assert!(matches!(p(&["--status-fd", "x"]), Err(ArgError::BadValue { .. })));
     }
 
     #[test]
@@ -556,10 +445,7 @@ mod tests {
 
     #[test]
     fn fingerprint_is_command_or_modifier() {
-        assert_eq!(
-            p(&["--fingerprint"]).unwrap().command,
-            Some(Command::Fingerprint)
-        );
+        assert_eq!(p(&["--fingerprint"]).unwrap().command, Some(Command::Fingerprint));
         let inv = p(&["--fingerprint", "-k"]).unwrap();
         assert_eq!(inv.command, Some(Command::ListKeys));
         assert_eq!(inv.fingerprint, 1);

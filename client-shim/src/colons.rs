@@ -45,10 +45,8 @@ fn caps_lower(k: &SubkeyInfo) -> String {
 }
 
 fn caps_primary(info: &KeyInfo) -> String {
-    let usable: Vec<&SubkeyInfo> = std::iter::once(&info.primary)
-        .chain(&info.subkeys)
-        .filter(|k| !k.revoked && !k.expired)
-        .collect();
+    let usable: Vec<&SubkeyInfo> =
+        std::iter::once(&info.primary).chain(&info.subkeys).filter(|k| !k.revoked && !k.expired).collect();
     let mut s = caps_lower(&info.primary);
     if usable.iter().any(|k| k.caps.encrypt) {
         s.push('E');
@@ -87,10 +85,7 @@ fn uid_hash(uid: &str) -> String {
 /// with compliance code 23: RSA of 2048-4096 bits and the Brainpool curves.
 fn compliance(k: &SubkeyInfo) -> &'static str {
     let rsa = matches!(k.algo, 1..=3) && matches!(k.bits, 2048 | 3072 | 4096);
-    let brainpool = k
-        .curve
-        .as_deref()
-        .is_some_and(|c| c.starts_with("brainpool"));
+    let brainpool = k.curve.as_deref().is_some_and(|c| c.starts_with("brainpool"));
     if rsa || brainpool {
         "23"
     } else {
@@ -112,11 +107,7 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
         let p = &info.primary;
         let v = validity(p, *trust);
         let own = if *trust == Trust::Ultimate { "u" } else { "-" };
-        let (tag, sn) = if secret {
-            ("sec", if p.secret { "+" } else { "#" })
-        } else {
-            ("pub", "")
-        };
+        let (tag, sn) = if secret { ("sec", if p.secret { "+" } else { "#" }) } else { ("pub", "") };
         let _ = writeln!(
             out,
             "{tag}:{v}:{}:{}:{}:{}:{}::{own}:::{}:::{sn}::{}:{}::0:",
@@ -132,20 +123,11 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
         let _ = writeln!(out, "fpr:::::::::{}:", p.fingerprint);
         for u in &info.uids {
             let uv = if u.revoked { 'r' } else { v };
-            let _ = writeln!(
-                out,
-                "uid:{uv}::::{}::{}::{}::::::::::0:",
-                u.created,
-                uid_hash(&u.uid),
-                colon_escape(&u.uid)
-            );
+            let _ =
+                writeln!(out, "uid:{uv}::::{}::{}::{}::::::::::0:", u.created, uid_hash(&u.uid), colon_escape(&u.uid));
         }
         for s in &info.subkeys {
-            let (tag, sn) = if secret {
-                ("ssb", if s.secret { "+" } else { "#" })
-            } else {
-                ("sub", "")
-            };
+            let (tag, sn) = if secret { ("ssb", if s.secret { "+" } else { "#" }) } else { ("sub", "") };
             let _ = writeln!(
                 out,
                 "{tag}:{}:{}:{}:{}:{}:{}:::::{}:::{sn}::{}:{}:",
@@ -202,13 +184,7 @@ fn key_line(out: &mut String, tag: &str, k: &SubkeyInfo, fmt: KeyidFormat) {
         KeyidFormat::ZeroXShort => format!("/0x{}", &k.fingerprint[k.fingerprint.len() - 8..]),
         KeyidFormat::ZeroXLong => format!("/0x{}", keyid(&k.fingerprint)),
     };
-    let _ = write!(
-        out,
-        "{tag}   {}{id} {} [{}]",
-        algo_name(k),
-        crate::status::date(k.created),
-        caps_upper(k)
-    );
+    let _ = write!(out, "{tag}   {}{id} {} [{}]", algo_name(k), crate::status::date(k.created), caps_upper(k));
     if k.revoked {
         out.push_str(" [revoked]");
     } else if let Some(e) = k.expires {
@@ -219,24 +195,14 @@ fn key_line(out: &mut String, tag: &str, k: &SubkeyInfo, fmt: KeyidFormat) {
 }
 
 /// The human listing, as `gpg --list-keys` prints it.
-pub fn human(
-    keys: &[(KeyInfo, Trust)],
-    secret: bool,
-    fmt: KeyidFormat,
-    fingerprints: u8,
-    header: &str,
-) -> String {
+pub fn human(keys: &[(KeyInfo, Trust)], secret: bool, fmt: KeyidFormat, fingerprints: u8, header: &str) -> String {
     let mut out = String::new();
     if keys.is_empty() {
         return out;
     }
     let _ = writeln!(out, "{header}\n{}", "-".repeat(header.chars().count()));
     for (info, trust) in keys {
-        let (ptag, stag) = if secret {
-            ("sec", "ssb")
-        } else {
-            ("pub", "sub")
-        };
+        let (ptag, stag) = if secret { ("sec", "ssb") } else { ("pub", "sub") };
         key_line(&mut out, ptag, &info.primary, fmt);
         let _ = writeln!(out, "      {}", info.primary.fingerprint);
         // gpg indents user IDs by the key ID's printed width plus one.
@@ -288,25 +254,9 @@ mod tests {
             secret: true,
         };
         KeyInfo {
-            primary: k(
-                "141D21733B5F8ECD58D052BE29D37993D4989C8F",
-                Caps {
-                    certify: true,
-                    ..Caps::default()
-                },
-            ),
-            uids: vec![UidInfo {
-                uid: "Test User <test@example.org>".into(),
-                created: 1795705438,
-                revoked: false,
-            }],
-            subkeys: vec![k(
-                "FAFFA0878262B879D9F59D29026DC399F704569E",
-                Caps {
-                    sign: true,
-                    ..Caps::default()
-                },
-            )],
+            primary: k("141D21733B5F8ECD58D052BE29D37993D4989C8F", Caps { certify: true, ..Caps::default() }),
+            uids: vec![UidInfo { uid: "Test User <test@example.org>".into(), created: 1795705438, revoked: false }],
+            subkeys: vec![k("FAFFA0878262B879D9F59D29026DC399F704569E", Caps { sign: true, ..Caps::default() })],
         }
     }
 
@@ -324,28 +274,10 @@ fpr:::::::::FAFFA0878262B879D9F59D29026DC399F704569E:\n";
 
     #[test]
     fn human_listing_matches_gnupg_layout() {
-        let got = human(
-            &[(sample(), Trust::Ultimate)],
-            false,
-            KeyidFormat::None,
-            0,
-            "h",
-        );
+        let got = human(&[(sample(), Trust::Ultimate)], false, KeyidFormat::None, 0, "h");
         assert!(got.contains("pub   ed25519 2026-11-26 [C] [expires: 2028-11-25]\n      141D21733B5F8ECD58D052BE29D37993D4989C8F\nuid           [ultimate] Test User <test@example.org>\nsub   ed25519 2026-11-26 [S] [expires: 2028-11-25]\n"), "{got}");
-        let got = human(
-            &[(sample(), Trust::Ultimate)],
-            true,
-            KeyidFormat::Long,
-            0,
-            "h",
-        );
-        assert!(
-            got.contains("sec   ed25519/29D37993D4989C8F 2026-11-26 [C] [expires: 2028-11-25]\n"),
-            "{got}"
-        );
-        assert!(
-            got.contains("\nuid                 [ultimate] Test User"),
-            "{got}"
-        );
+        let got = human(&[(sample(), Trust::Ultimate)], true, KeyidFormat::Long, 0, "h");
+        assert!(got.contains("sec   ed25519/29D37993D4989C8F 2026-11-26 [C] [expires: 2028-11-25]\n"), "{got}");
+        assert!(got.contains("\nuid                 [ultimate] Test User"), "{got}");
     }
 }

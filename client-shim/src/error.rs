@@ -22,6 +22,8 @@ pub enum ShimError {
     Io(String, std::io::Error),
     #[error("{0}")]
     OpenPgp(String),
+    #[error("qvault log check failed: {0}")]
+    Log(String),
 }
 
 impl ShimError {

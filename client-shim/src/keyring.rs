@@ -46,14 +46,11 @@ fn write_certs(name: &str, certs: &[Cert]) -> Result<(), ShimError> {
     let dir = ensure_dir()?;
     let mut bytes = Vec::new();
     for c in certs {
-        c.serialize(&mut bytes)
-            .map_err(|e| ShimError::OpenPgp(e.to_string()))?;
+        c.serialize(&mut bytes).map_err(|e| ShimError::OpenPgp(e.to_string()))?;
     }
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(&dir).map_err(ShimError::io("writing keyring"))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(ShimError::io("writing keyring"))?;
     std::io::Write::write_all(&mut tmp, &bytes).map_err(ShimError::io("writing keyring"))?;
-    tmp.persist(dir.join(name))
-        .map_err(|e| ShimError::Io("writing keyring".into(), e.error))?;
+    tmp.persist(dir.join(name)).map_err(|e| ShimError::Io("writing keyring".into(), e.error))?;
     Ok(())
 }
 
@@ -64,15 +61,10 @@ pub struct Keyring {
 impl Keyring {
     pub fn load() -> Keyring {
         let dir = data_dir();
-        let mut certs: Vec<(Cert, Trust)> = read_certs(&dir.join("vault-certs.pgp"))
-            .into_iter()
-            .map(|c| (c, Trust::Ultimate))
-            .collect();
+        let mut certs: Vec<(Cert, Trust)> =
+            read_certs(&dir.join("vault-certs.pgp")).into_iter().map(|c| (c, Trust::Ultimate)).collect();
         for c in read_certs(&dir.join("pubring.pgp")) {
-            if !certs
-                .iter()
-                .any(|(v, _)| v.fingerprint() == c.fingerprint())
-            {
+            if !certs.iter().any(|(v, _)| v.fingerprint() == c.fingerprint()) {
                 certs.push((c, Trust::Unknown));
             }
         }
@@ -80,9 +72,7 @@ impl Keyring {
     }
 
     pub fn find(&self, h: &KeyHandle) -> Option<&(Cert, Trust)> {
-        self.certs
-            .iter()
-            .find(|(c, _)| c.keys().any(|k| k.key().key_handle().aliases(h)))
+        self.certs.iter().find(|(c, _)| c.keys().any(|k| k.key().key_handle().aliases(h)))
     }
 
     /// Fetches the vault's public certificates and caches them.
@@ -102,17 +92,13 @@ impl Keyring {
 /// `ExportPublic` from the vault: concatenated binary certificates.
 pub fn export_from_vault(selectors: &[String]) -> Result<Vec<u8>, ShimError> {
     let mut conn = Conn::open()?;
-    conn.request(Op::ExportPublic {
-        selectors: selectors.to_vec(),
-    })?;
+    conn.request(Op::ExportPublic { selectors: selectors.to_vec() })?;
     let mut out = Vec::new();
     loop {
         match conn.recv()? {
             ServerFrame::Output(b) => {
                 if out.len() + b.len() > 64 << 20 {
-                    return Err(ShimError::Protocol(
-                        "the vault's export exceeds 64 MiB".into(),
-                    ));
+                    return Err(ShimError::Protocol("the vault's export exceeds 64 MiB".into()));
                 }
                 out.extend_from_slice(b)
             }
@@ -134,16 +120,8 @@ pub fn import(bytes: &[u8]) -> Result<Vec<(Cert, bool)>, ShimError> {
         let c = c.map_err(|e| ShimError::OpenPgp(e.to_string()))?;
         let had_secret = c.is_tsk();
         let c = c.strip_secret_key_material();
-        match existing
-            .iter_mut()
-            .find(|e| e.fingerprint() == c.fingerprint())
-        {
-            Some(e) => {
-                *e = e
-                    .clone()
-                    .merge_public(c.clone())
-                    .map_err(|e| ShimError::OpenPgp(e.to_string()))?
-            }
+        match existing.iter_mut().find(|e| e.fingerprint() == c.fingerprint()) {
+            Some(e) => *e = e.clone().merge_public(c.clone()).map_err(|e| ShimError::OpenPgp(e.to_string()))?,
             None => existing.push(c.clone()),
         }
         report.push((c, had_secret));

@@ -51,10 +51,7 @@ fn main() -> ExitCode {
         Err(e) => {
             match &e {
                 ShimError::Vault(..) | ShimError::Unreachable(..) | ShimError::Protocol(..)
-                    if matches!(
-                        inv.command,
-                        Some(Command::Sign | Command::DetachSign | Command::ClearSign)
-                    ) =>
+                    if matches!(inv.command, Some(Command::Sign | Command::DetachSign | Command::ClearSign)) =>
                 {
                     eprintln!("gpg: signing failed: {e}");
                 }
@@ -82,20 +79,13 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
         Command::Import => import(inv, status),
         Command::Version => {
             println!("gpg (GnuPG) 2.2.40");
-            println!(
-                "qvault-gpg {} (signs in a Qubes vault over qrexec)",
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("qvault-gpg {} (signs in a Qubes vault over qrexec)", env!("CARGO_PKG_VERSION"));
             println!("Home: {}", keyring::data_dir().display());
-            println!(
-                "Supported algorithms:\nPubkey: RSA, EDDSA\nHash: SHA256, SHA384, SHA512, SHA224"
-            );
+            println!("Supported algorithms:\nPubkey: RSA, EDDSA\nHash: SHA256, SHA384, SHA512, SHA224");
             Ok(0)
         }
         Command::Help => {
-            println!(
-                "Usage: qvault-gpg [options] [files]\nSign in a Qubes vault; verify locally.\n"
-            );
+            println!("Usage: qvault-gpg [options] [files]\nSign in a Qubes vault; verify locally.\n");
             println!("Commands: -s, -b/--detach-sign, --clearsign, --verify, -k/--list-keys, -K/--list-secret-keys, --export, --import, --version");
             println!("Options: -a, -t, -u KEY, --default-key KEY, -o FILE, --yes, --status-fd N, --digest-algo ALGO, --keyid-format F, --with-colons, --receipt-out FILE");
             println!("The vault qube: QUBES_GPG_DOMAIN, or vault = \"NAME\" in ~/.config/qvault/client.toml");
@@ -106,22 +96,13 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
 
 fn list(inv: &Invocation, secret: bool) -> Result<u8, ShimError> {
     if inv.with_keygrip {
-        return Err(ShimError::Usage(
-            "--with-keygrip is not supported: keygrips belong to the vault's agent".into(),
-        ));
+        return Err(ShimError::Usage("--with-keygrip is not supported: keygrips belong to the vault's agent".into()));
     }
     let mut conn = vault::Conn::open()?;
-    conn.request(Op::ListKeys {
-        secret,
-        selectors: inv.operands.clone(),
-    })?;
+    conn.request(Op::ListKeys { secret, selectors: inv.operands.clone() })?;
     let keys = match conn.recv()? {
         ServerFrame::Keys(k) => k,
-        _ => {
-            return Err(ShimError::Protocol(
-                "unexpected answer to a key listing".into(),
-            ))
-        }
+        _ => return Err(ShimError::Protocol("unexpected answer to a key listing".into())),
     };
     conn.finish();
     let keys: Vec<_> = keys.into_iter().map(|k| (k, Trust::Ultimate)).collect();
@@ -130,22 +111,12 @@ fn list(inv: &Invocation, secret: bool) -> Result<u8, ShimError> {
         colons::colons(&keys, secret, now)
     } else {
         let header = format!("qvault:{}", vault::vault_name()?);
-        colons::human(
-            &keys,
-            secret,
-            inv.keyid_format,
-            inv.fingerprint.max(1),
-            &header,
-        )
+        colons::human(&keys, secret, inv.keyid_format, inv.fingerprint.max(1), &header)
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .map_err(ShimError::io("writing to stdout"))?;
+    out.write_all(text.as_bytes()).map_err(ShimError::io("writing to stdout"))?;
     if keys.is_empty() && !inv.operands.is_empty() {
-        eprintln!(
-            "gpg: error reading key: No {} key",
-            if secret { "secret" } else { "public" }
-        );
+        eprintln!("gpg: error reading key: No {} key", if secret { "secret" } else { "public" });
         return Ok(2);
     }
     Ok(0)
@@ -161,12 +132,10 @@ fn export(inv: &Invocation) -> Result<u8, ShimError> {
     if inv.armor {
         let mut w = openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::PublicKey)
             .map_err(|e| ShimError::OpenPgp(e.to_string()))?;
-        w.write_all(&bytes)
-            .map_err(ShimError::io("writing output"))?;
+        w.write_all(&bytes).map_err(ShimError::io("writing output"))?;
         w.finalize().map_err(ShimError::io("writing output"))?;
     } else {
-        out.write_all(&bytes)
-            .map_err(ShimError::io("writing output"))?;
+        out.write_all(&bytes).map_err(ShimError::io("writing output"))?;
     }
     out.commit()?;
     Ok(0)
@@ -174,45 +143,27 @@ fn export(inv: &Invocation) -> Result<u8, ShimError> {
 
 fn import(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
     let mut bytes = Vec::new();
-    let sources: Vec<String> = if inv.operands.is_empty() {
-        vec!["-".into()]
-    } else {
-        inv.operands.clone()
-    };
+    let sources: Vec<String> = if inv.operands.is_empty() { vec!["-".into()] } else { inv.operands.clone() };
     for s in &sources {
         let mut r: Box<dyn std::io::Read> = if s == "-" {
             Box::new(std::io::stdin())
         } else {
             Box::new(std::fs::File::open(s).map_err(ShimError::io(format!("can't open '{s}'")))?)
         };
-        r.by_ref()
-            .take(64 << 20)
-            .read_to_end(&mut bytes)
-            .map_err(ShimError::io(format!("reading {s}")))?;
+        r.by_ref().take(64 << 20).read_to_end(&mut bytes).map_err(ShimError::io(format!("reading {s}")))?;
     }
     let report = keyring::import(&bytes)?;
     for (cert, had_secret) in &report {
         let fpr = cert.fingerprint().to_hex();
-        let uid = cert
-            .userids()
-            .next()
-            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
-            .unwrap_or_default();
+        let uid =
+            cert.userids().next().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).unwrap_or_default();
         let kid = colons::keyid(&fpr).to_owned();
         eprintln!("gpg: key {kid}: public key \"{uid}\" imported");
         if *had_secret {
-            eprintln!(
-                "gpg: key {kid}: secret key material ignored: secret keys belong in the vault"
-            );
+            eprintln!("gpg: key {kid}: secret key material ignored: secret keys belong in the vault");
         }
-        status.emit(status::Status::Imported {
-            keyid: &kid,
-            uid: &uid,
-        });
-        status.emit(status::Status::ImportOk {
-            reason: 1,
-            fpr: &fpr,
-        });
+        status.emit(status::Status::Imported { keyid: &kid, uid: &uid });
+        status.emit(status::Status::ImportOk { reason: 1, fpr: &fpr });
     }
     eprintln!("gpg: Total number processed: {}", report.len());
     Ok(0)

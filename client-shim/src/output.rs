@@ -9,42 +9,25 @@ use crate::error::ShimError;
 
 pub enum Output {
     Stdout(BufWriter<io::Stdout>),
-    File {
-        tmp: BufWriter<tempfile::NamedTempFile>,
-        path: PathBuf,
-    },
+    File { tmp: BufWriter<tempfile::NamedTempFile>, path: PathBuf },
 }
 
 impl Output {
     /// `path` of `None` or `-` is stdout. An existing file is replaced only with `--yes`.
     pub fn create(path: Option<&str>, yes: bool) -> Result<Output, ShimError> {
         match path {
-            None | Some("-") => Ok(Output::Stdout(BufWriter::with_capacity(
-                256 * 1024,
-                io::stdout(),
-            ))),
+            None | Some("-") => Ok(Output::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout()))),
             Some(p) => {
                 let path = PathBuf::from(p);
                 if path.exists() && !yes {
-                    return Err(ShimError::Usage(format!(
-                        "File '{p}' exists (use --yes to overwrite)"
-                    )));
+                    return Err(ShimError::Usage(format!("File '{p}' exists (use --yes to overwrite)")));
                 }
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 let tmp = tempfile::Builder::new()
                     .prefix(".qvault-gpg")
                     .tempfile_in(dir)
-                    .map_err(ShimError::io(format!(
-                        "cannot create a file in {}",
-                        dir.display()
-                    )))?;
-                Ok(Output::File {
-                    tmp: BufWriter::with_capacity(256 * 1024, tmp),
-                    path,
-                })
+                    .map_err(ShimError::io(format!("cannot create a file in {}", dir.display())))?;
+                Ok(Output::File { tmp: BufWriter::with_capacity(256 * 1024, tmp), path })
             }
         }
     }
@@ -53,16 +36,11 @@ impl Output {
         match self {
             Output::Stdout(mut w) => w.flush().map_err(ShimError::io("writing to stdout")),
             Output::File { tmp, path } => {
-                let tmp = tmp
-                    .into_inner()
-                    .map_err(|e| ShimError::Io(path.display().to_string(), e.into_error()))?;
+                let tmp = tmp.into_inner().map_err(|e| ShimError::Io(path.display().to_string(), e.into_error()))?;
                 use std::os::unix::fs::PermissionsExt as _;
                 // Signatures are public: the usual 0644 (less the umask), not the temp file's 0600.
-                let _ = tmp
-                    .as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o644 & !umask_guess()));
-                tmp.persist(&path)
-                    .map_err(|e| ShimError::Io(path.display().to_string(), e.error))?;
+                let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644 & !umask_guess()));
+                tmp.persist(&path).map_err(|e| ShimError::Io(path.display().to_string(), e.error))?;
                 Ok(())
             }
         }
@@ -73,10 +51,7 @@ impl Output {
 fn umask_guess() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_owned()))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_owned())))
         .and_then(|v| u32::from_str_radix(&v, 8).ok())
         .unwrap_or(0o022)
 }
@@ -109,11 +84,7 @@ pub fn open_input(operands: &[String]) -> Result<Box<dyn io::Read>, ShimError> {
     match operands {
         [] => Ok(Box::new(io::stdin())),
         [one] if one == "-" => Ok(Box::new(io::stdin())),
-        [one] => Ok(Box::new(
-            File::open(one).map_err(ShimError::io(format!("can't open '{one}'")))?,
-        )),
-        _ => Err(ShimError::Usage(
-            "only one file may be signed at a time".into(),
-        )),
+        [one] => Ok(Box::new(File::open(one).map_err(ShimError::io(format!("can't open '{one}'")))?)),
+        _ => Err(ShimError::Usage("only one file may be signed at a time".into())),
     }
 }

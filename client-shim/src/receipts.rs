@@ -1,20 +1,140 @@
-//! Receipts from the vault's attestation log. Until the vault keeps a log, a
-//! signature comes without one and there is nothing to store.
+//! Receipts from the vault's attestation log, checked before a signature is
+//! reported: the receipt's checkpoint is signed by the vault's log key (pinned
+//! on first use, or set in the config), its entry is the signature we got, and
+//! the new checkpoint is consistent with the newest one this client has seen.
+//! A rolled-back or forked log fails loudly and keeps both checkpoints.
+//!
+//! Layout: `<data dir>/logs/<vault>/log-key`, `checkpoint` (newest seen),
+//! `receipts/<index>.json`, `evidence/<time>-*`.
+
+use std::path::PathBuf;
 
 use qubes_rpc::SignResult;
+use qvault_attest::audit::{log_position, sig_digest};
+use qvault_attest::entry::Event;
+use qvault_attest::note::{Checkpoint, Verifier};
+use qvault_attest::receipt::Receipt;
 use sequoia_openpgp::packet::Signature;
 
 use crate::error::ShimError;
+use crate::keyring::data_dir;
 
-pub fn accept(_result: &SignResult, _sig: &Signature) -> Result<(), ShimError> {
-    Ok(())
+pub struct LogState {
+    dir: PathBuf,
+    pinned: Option<Verifier>,
+    newest: Option<(Checkpoint, String)>,
 }
 
-pub fn write_receipt_file(path: &str, result: &SignResult) -> Result<(), ShimError> {
-    if result.receipt.is_empty() {
-        return Err(ShimError::Usage(
-            "the vault sent no receipt (it keeps no log)".into(),
-        ));
+fn safe_component(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+fn fail(msg: String) -> ShimError {
+    ShimError::Log(msg)
+}
+
+impl LogState {
+    pub fn load(vault: &str) -> LogState {
+        let dir = data_dir().join("logs").join(safe_component(vault));
+        let pinned = std::env::var("QVAULT_LOG_KEY")
+            .ok()
+            .or_else(|| std::fs::read_to_string(dir.join("log-key")).ok())
+            .and_then(|s| Verifier::parse(s.trim()).ok());
+        let newest = pinned.as_ref().and_then(|v| {
+            let note = std::fs::read_to_string(dir.join("checkpoint")).ok()?;
+            Some((Checkpoint::open(&note, v).ok()?, note))
+        });
+        LogState { dir, pinned, newest }
     }
+
+    pub fn known_size(&self) -> Option<u64> {
+        self.newest.as_ref().map(|(c, _)| c.size)
+    }
+
+    fn keep_evidence(&self, what: &str, old: &str, new: &str, receipt: &[u8]) -> PathBuf {
+        let ev = self.dir.join("evidence");
+        let _ = std::fs::create_dir_all(&ev);
+        let stamp = format!("{}-{what}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.f"));
+        let _ = std::fs::write(ev.join(format!("{stamp}-old.checkpoint")), old);
+        let _ = std::fs::write(ev.join(format!("{stamp}-new.checkpoint")), new);
+        let _ = std::fs::write(ev.join(format!("{stamp}-receipt.json")), receipt);
+        ev
+    }
+
+    /// Verifies the receipt for `sig` and records it. On success the receipt's
+    /// path is returned.
+    pub fn accept(&mut self, result: &SignResult, sig: &Signature) -> Result<PathBuf, ShimError> {
+        if result.receipt.is_empty() {
+            return Err(fail("the vault sent no log receipt; refusing an unlogged signature".into()));
+        }
+        let offered =
+            Verifier::parse(&result.log_key).map_err(|e| fail(format!("the vault's log key is malformed: {e}")))?;
+        let key = match &self.pinned {
+            Some(k) if *k != offered => {
+                return Err(fail(format!(
+                    "the vault's log key changed (pinned {}, offered {}): a different or re-created vault log",
+                    k.encode(),
+                    offered.encode()
+                )))
+            }
+            Some(k) => k.clone(),
+            None => offered,
+        };
+        let receipt = Receipt::parse(&result.receipt).map_err(|e| fail(format!("bad receipt: {e}")))?;
+        let v = receipt.verify(&key).map_err(|e| fail(format!("the receipt does not verify: {e}")))?;
+        // The receipt must be about this very signature.
+        let Event::Signature { key: signer, sig_digest: logged, .. } = &v.entry.event else {
+            return Err(fail("the receipt's entry is not a signature".into()));
+        };
+        if *logged != sig_digest(sig) || *signer != result.signer_fpr {
+            return Err(fail("the receipt's log entry is not the signature the vault returned".into()));
+        }
+        if log_position(sig) != Some((key.name.clone(), v.entry.index)) {
+            return Err(fail("the signature does not name its log entry".into()));
+        }
+        if let Some((old, old_note)) = &self.newest {
+            if v.checkpoint.size < old.size {
+                let ev = self.keep_evidence("rollback", old_note, &receipt.checkpoint, &result.receipt);
+                return Err(fail(format!(
+                    "the vault's log was ROLLED BACK: it now has {} entries, but this client saw a checkpoint of {} \
+                     entries; both checkpoints are kept in {}",
+                    v.checkpoint.size,
+                    old.size,
+                    ev.display()
+                )));
+            }
+            if !receipt.consistent_with(old, &v.checkpoint).unwrap_or(false) {
+                let ev = self.keep_evidence("fork", old_note, &receipt.checkpoint, &result.receipt);
+                return Err(fail(format!(
+                    "the vault's log FORKED: its new checkpoint ({} entries) is not consistent with the one this \
+                     client saw ({} entries); both checkpoints are kept in {}",
+                    v.checkpoint.size,
+                    old.size,
+                    ev.display()
+                )));
+            }
+        }
+        let receipts = self.dir.join("receipts");
+        std::fs::create_dir_all(&receipts).map_err(ShimError::io(format!("creating {}", receipts.display())))?;
+        let path = receipts.join(format!("{}.json", v.entry.index));
+        std::fs::write(&path, &result.receipt).map_err(ShimError::io(format!("writing {}", path.display())))?;
+        if self.pinned.is_none() {
+            std::fs::write(self.dir.join("log-key"), format!("{}\n", key.encode()))
+                .map_err(ShimError::io("pinning the log key"))?;
+            self.pinned = Some(key);
+        }
+        if self.known_size().is_none_or(|s| v.checkpoint.size >= s) {
+            let tmp = self.dir.join("checkpoint.tmp");
+            std::fs::write(&tmp, &receipt.checkpoint).map_err(ShimError::io("storing the checkpoint"))?;
+            std::fs::rename(&tmp, self.dir.join("checkpoint")).map_err(ShimError::io("storing the checkpoint"))?;
+            self.newest = Some((v.checkpoint, receipt.checkpoint.clone()));
+        }
+        Ok(path)
+    }
+}
+
+/// `--receipt-out FILE` (or `QVAULT_RECEIPT_OUT`): a copy of the receipt for
+/// upload beside the signature.
+pub fn write_receipt_file(path: &str, result: &SignResult) -> Result<(), ShimError> {
     std::fs::write(path, &result.receipt).map_err(ShimError::io(format!("writing receipt {path}")))
 }

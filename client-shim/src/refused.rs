@@ -18,16 +18,10 @@ pub enum Reason {
 impl Reason {
     pub fn explain(self) -> &'static str {
         match self {
-            Reason::Files => {
-                "it reads or writes local files or file descriptors that qvault-gpg does not manage"
-            }
+            Reason::Files => "it reads or writes local files or file descriptors that qvault-gpg does not manage",
             Reason::Programs => "it runs or loads programs",
-            Reason::Keyring => {
-                "it selects or changes a local keyring or trust database; keys live in the vault"
-            }
-            Reason::Secret => {
-                "it creates, exports or changes secret keys; secret keys never leave the vault"
-            }
+            Reason::Keyring => "it selects or changes a local keyring or trust database; keys live in the vault",
+            Reason::Secret => "it creates, exports or changes secret keys; secret keys never leave the vault",
             Reason::Network => "it reaches the network",
             Reason::Unsupported => "qvault-gpg only signs, verifies, lists and exports public keys",
         }
@@ -178,13 +172,8 @@ pub const REFUSED: &[(&str, bool, Reason)] = &[
 ];
 
 /// The short-option letters of refused options.
-pub const REFUSED_SHORT: &[(char, &str)] = &[
-    ('e', "encrypt"),
-    ('d', "decrypt"),
-    ('r', "recipient"),
-    ('c', "symmetric"),
-    ('n', "dry-run"),
-];
+pub const REFUSED_SHORT: &[(char, &str)] =
+    &[('e', "encrypt"), ('d', "decrypt"), ('r', "recipient"), ('c', "symmetric"), ('n', "dry-run")];
 
 #[cfg(test)]
 mod tests {
@@ -194,10 +183,7 @@ mod tests {
     fn table_is_large_and_names_are_valid() {
         assert!(REFUSED.len() >= 100, "{}", REFUSED.len());
         for (name, _, _) in REFUSED {
-            assert!(
-                name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
-                "{name}"
-            );
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{name}");
         }
         for (_, long) in REFUSED_SHORT {
             assert!(REFUSED.iter().any(|(n, _, _)| n == long), "{long}");

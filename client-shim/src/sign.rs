@@ -13,9 +13,7 @@ use openpgp::serialize::Marshal as _;
 use openpgp::types::{DataFormat, HashAlgorithm, PublicKeyAlgorithm, SignatureType};
 use openpgp::{KeyID, Packet};
 use qubes_rpc::canon::{Canon, Canonicalizer};
-use qubes_rpc::{
-    ClientFrame, Op, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE,
-};
+use qubes_rpc::{ClientFrame, Op, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE};
 use sequoia_openpgp as openpgp;
 
 use crate::args::Invocation;
@@ -46,15 +44,8 @@ fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<String> {
 /// the data.
 enum Framer<'a> {
     Detached,
-    Cleartext {
-        out: &'a mut Output,
-        at_line_start: bool,
-        last: Option<u8>,
-    },
-    Inline {
-        w: Message<'a>,
-        canon: Option<Canonicalizer>,
-    },
+    Cleartext { out: &'a mut Output, at_line_start: bool, last: Option<u8> },
+    Inline { w: Message<'a>, canon: Option<Canonicalizer> },
 }
 
 fn openpgp_err(e: impl std::fmt::Display) -> ShimError {
@@ -76,25 +67,14 @@ impl<'a> Framer<'a> {
                 let name = HashAlgorithm::from(plan.hash_algo).to_string();
                 write!(out, "-----BEGIN PGP SIGNED MESSAGE-----\nHash: {name}\n\n")
                     .map_err(ShimError::io("writing output"))?;
-                Ok(Framer::Cleartext {
-                    out,
-                    at_line_start: true,
-                    last: None,
-                })
+                Ok(Framer::Cleartext { out, at_line_start: true, last: None })
             }
             SignMode::Inline => {
                 let mut msg = Message::new(out);
                 if armor_out {
-                    msg = Armorer::new(msg)
-                        .kind(armor::Kind::Message)
-                        .build()
-                        .map_err(openpgp_err)?;
+                    msg = Armorer::new(msg).kind(armor::Kind::Message).build().map_err(openpgp_err)?;
                 }
-                let typ = if text {
-                    SignatureType::Text
-                } else {
-                    SignatureType::Binary
-                };
+                let typ = if text { SignatureType::Text } else { SignatureType::Binary };
                 let mut ops = OnePassSig3::new(typ);
                 ops.set_hash_algo(HashAlgorithm::from(plan.hash_algo));
                 ops.set_pk_algo(PublicKeyAlgorithm::from(plan.pk_algo));
@@ -105,24 +85,13 @@ impl<'a> Framer<'a> {
                 // As gpg does, text goes into the literal packet with CR LF line
                 // endings ('t' format), which is what verifiers hash.
                 #[allow(deprecated)]
-                let format = if text {
-                    DataFormat::Text
-                } else {
-                    DataFormat::Binary
-                };
+                let format = if text { DataFormat::Text } else { DataFormat::Binary };
                 let mut lit = LiteralWriter::new(msg).format(format);
                 if let Some(name) = filename {
                     lit = lit.filename(name).map_err(openpgp_err)?;
                 }
-                let lit = lit
-                    .date(std::time::SystemTime::now())
-                    .map_err(openpgp_err)?
-                    .build()
-                    .map_err(openpgp_err)?;
-                Ok(Framer::Inline {
-                    w: lit,
-                    canon: text.then(|| Canonicalizer::new(Canon::Text)),
-                })
+                let lit = lit.date(std::time::SystemTime::now()).map_err(openpgp_err)?.build().map_err(openpgp_err)?;
+                Ok(Framer::Inline { w: lit, canon: text.then(|| Canonicalizer::new(Canon::Text)) })
             }
         }
     }
@@ -130,19 +99,13 @@ impl<'a> Framer<'a> {
     fn data(&mut self, data: &[u8]) -> Result<(), ShimError> {
         match self {
             Framer::Detached => Ok(()),
-            Framer::Cleartext {
-                out,
-                at_line_start,
-                last,
-            } => {
+            Framer::Cleartext { out, at_line_start, last } => {
                 // Dash-escape lines that start with '-' (RFC 4880 7.1).
                 let mut start = 0;
                 for (i, &b) in data.iter().enumerate() {
                     if *at_line_start && b == b'-' {
-                        out.write_all(&data[start..i])
-                            .map_err(ShimError::io("writing output"))?;
-                        out.write_all(b"- ")
-                            .map_err(ShimError::io("writing output"))?;
+                        out.write_all(&data[start..i]).map_err(ShimError::io("writing output"))?;
+                        out.write_all(b"- ").map_err(ShimError::io("writing output"))?;
                         start = i;
                     }
                     *at_line_start = b == b'\n';
@@ -150,12 +113,9 @@ impl<'a> Framer<'a> {
                 if let Some(&l) = data.last() {
                     *last = Some(l);
                 }
-                out.write_all(&data[start..])
-                    .map_err(ShimError::io("writing output"))
+                out.write_all(&data[start..]).map_err(ShimError::io("writing output"))
             }
-            Framer::Inline { w, canon: None } => {
-                w.write_all(data).map_err(ShimError::io("writing output"))
-            }
+            Framer::Inline { w, canon: None } => w.write_all(data).map_err(ShimError::io("writing output")),
             Framer::Inline { w, canon: Some(c) } => {
                 let mut res = Ok(());
                 c.update(data, &mut |b| {
@@ -169,19 +129,13 @@ impl<'a> Framer<'a> {
         }
     }
 
-    fn finish(
-        self,
-        sig: &Signature,
-        armor_out: bool,
-        out_detached: Option<&mut Output>,
-    ) -> Result<(), ShimError> {
+    fn finish(self, sig: &Signature, armor_out: bool, out_detached: Option<&mut Output>) -> Result<(), ShimError> {
         let packet = Packet::from(sig.clone());
         match self {
             Framer::Detached => {
                 let out = out_detached.ok_or_else(|| ShimError::OpenPgp("no output".into()))?;
                 if armor_out {
-                    let mut w = armor::Writer::new(&mut *out, armor::Kind::Signature)
-                        .map_err(openpgp_err)?;
+                    let mut w = armor::Writer::new(&mut *out, armor::Kind::Signature).map_err(openpgp_err)?;
                     packet.serialize(&mut w).map_err(openpgp_err)?;
                     w.finalize().map_err(openpgp_err)?;
                 } else {
@@ -191,8 +145,7 @@ impl<'a> Framer<'a> {
             }
             Framer::Cleartext { out, last, .. } => {
                 if last != Some(b'\n') {
-                    out.write_all(b"\n")
-                        .map_err(ShimError::io("writing output"))?;
+                    out.write_all(b"\n").map_err(ShimError::io("writing output"))?;
                 }
                 let mut w = armor::Writer::new(out, armor::Kind::Signature).map_err(openpgp_err)?;
                 packet.serialize(&mut w).map_err(openpgp_err)?;
@@ -200,10 +153,7 @@ impl<'a> Framer<'a> {
                 Ok(())
             }
             Framer::Inline { w: lit, .. } => {
-                let mut msg = lit
-                    .finalize_one()
-                    .map_err(openpgp_err)?
-                    .ok_or_else(|| openpgp_err("no message"))?;
+                let mut msg = lit.finalize_one().map_err(openpgp_err)?.ok_or_else(|| openpgp_err("no message"))?;
                 packet.serialize(&mut msg).map_err(openpgp_err)?;
                 msg.finalize().map_err(openpgp_err)?;
                 Ok(())
@@ -214,19 +164,14 @@ impl<'a> Framer<'a> {
 
 pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<(), ShimError> {
     if inv.local_users.len() > 1 {
-        return Err(ShimError::Usage(
-            "signing with more than one key (-u given twice) is not supported".into(),
-        ));
+        return Err(ShimError::Usage("signing with more than one key (-u given twice) is not supported".into()));
     }
-    let key = inv
-        .local_users
-        .first()
-        .or(inv.default_key.as_ref())
-        .cloned();
+    let key = inv.local_users.first().or(inv.default_key.as_ref()).cloned();
     let out_name = default_output_name(inv, mode);
     let mut input = open_input(&inv.operands)?;
     let mut out = Output::create(out_name.as_deref(), inv.yes)?;
 
+    let mut log_state = receipts::LogState::load(&crate::vault::vault_name()?);
     let mut conn = Conn::open()?;
     let req = SignRequest {
         key: key.clone(),
@@ -234,27 +179,15 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         armor: inv.armor,
         digest: inv.digest,
         text: inv.text,
+        known_log_size: log_state.known_size(),
     };
-    conn.request(Op::Sign(req))
-        .map_err(|e| signer_error(e, key.as_deref(), status))?;
-    let plan = match conn
-        .recv()
-        .map_err(|e| signer_error(e, key.as_deref(), status))?
-    {
+    conn.request(Op::Sign(req)).map_err(|e| signer_error(e, key.as_deref(), status))?;
+    let plan = match conn.recv().map_err(|e| signer_error(e, key.as_deref(), status))? {
         ServerFrame::Ready(p) => p,
-        other => {
-            return Err(ShimError::Protocol(format!(
-                "unexpected answer {:?}",
-                frame_name(&other)
-            )))
-        }
+        other => return Err(ShimError::Protocol(format!("unexpected answer {:?}", frame_name(&other)))),
     };
-    status.emit(Status::KeyConsidered {
-        fpr: &plan.primary_fpr,
-    });
-    status.emit(Status::BeginSigning {
-        hash: plan.hash_algo,
-    });
+    status.emit(Status::KeyConsidered { fpr: &plan.primary_fpr });
+    status.emit(Status::BeginSigning { hash: plan.hash_algo });
 
     let result = {
         let mut framer = match mode {
@@ -279,29 +212,18 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
             framer.data(&buf[..n])?;
         }
         conn.send(&ClientFrame::End)?;
-        conn.writer
-            .flush()
-            .map_err(ShimError::io("writing to qrexec"))?;
+        conn.writer.flush().map_err(ShimError::io("writing to qrexec"))?;
         let result: SignResult = match conn.recv()? {
             ServerFrame::Signed(r) => r,
-            other => {
-                return Err(ShimError::Protocol(format!(
-                    "unexpected answer {:?}",
-                    frame_name(&other)
-                )))
-            }
+            other => return Err(ShimError::Protocol(format!("unexpected answer {:?}", frame_name(&other)))),
         };
         let sig = match Packet::from_bytes(&result.signature) {
             Ok(Packet::Signature(s)) => s,
-            Ok(_) => {
-                return Err(ShimError::Protocol(
-                    "the vault's answer is not a signature packet".into(),
-                ))
-            }
+            Ok(_) => return Err(ShimError::Protocol("the vault's answer is not a signature packet".into())),
             Err(e) => return Err(ShimError::Protocol(format!("bad signature packet: {e}"))),
         };
         check_result(&plan, &result, &sig)?;
-        receipts::accept(&result, &sig)?;
+        log_state.accept(&result, &sig)?;
         if !matches!(framer, Framer::Detached) {
             framer.finish(&sig, inv.armor, None)?;
         }
@@ -313,7 +235,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     }
     conn.finish();
     out.commit()?;
-    if let Some(path) = &inv.receipt_out {
+    if let Some(path) = inv.receipt_out.clone().or_else(|| std::env::var("QVAULT_RECEIPT_OUT").ok()).as_ref() {
         receipts::write_receipt_file(path, &result)?;
     }
     let kind = match mode {
@@ -334,17 +256,13 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
 
 /// The vault's answer must be the signature it announced.
 fn check_result(plan: &SignPlan, r: &SignResult, sig: &Signature) -> Result<(), ShimError> {
-    let issuer_ok = sig
-        .issuer_fingerprints()
-        .any(|f| f.to_hex() == plan.signer_fpr);
+    let issuer_ok = sig.issuer_fingerprints().any(|f| f.to_hex() == plan.signer_fpr);
     if !issuer_ok
         || r.signer_fpr != plan.signer_fpr
         || u8::from(sig.hash_algo()) != plan.hash_algo
         || u8::from(sig.typ()) != plan.sig_class
     {
-        return Err(ShimError::Protocol(
-            "the vault's signature does not match the plan it announced".into(),
-        ));
+        return Err(ShimError::Protocol("the vault's signature does not match the plan it announced".into()));
     }
     Ok(())
 }
@@ -378,10 +296,7 @@ fn signer_error(e: ShimError, key: Option<&str>, status: &mut StatusOut) -> Shim
             }
             _ => {}
         }
-        status.emit(Status::Failure {
-            location: "sign",
-            code: 17,
-        });
+        status.emit(Status::Failure { location: "sign", code: 17 });
     }
     e
 }

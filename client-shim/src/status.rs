@@ -6,83 +6,26 @@ use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status<'a> {
-    KeyConsidered {
-        fpr: &'a str,
-    },
-    BeginSigning {
-        hash: u8,
-    },
-    SigCreated {
-        kind: char,
-        pk_algo: u8,
-        hash_algo: u8,
-        class: u8,
-        ts: i64,
-        fpr: &'a str,
-    },
+    KeyConsidered { fpr: &'a str },
+    BeginSigning { hash: u8 },
+    SigCreated { kind: char, pk_algo: u8, hash_algo: u8, class: u8, ts: i64, fpr: &'a str },
     NewSig,
-    GoodSig {
-        keyid: &'a str,
-        uid: &'a str,
-    },
-    BadSig {
-        keyid: &'a str,
-        uid: &'a str,
-    },
-    ExpKeySig {
-        keyid: &'a str,
-        uid: &'a str,
-    },
-    RevKeySig {
-        keyid: &'a str,
-        uid: &'a str,
-    },
-    ErrSig {
-        keyid: &'a str,
-        pk_algo: u8,
-        hash_algo: u8,
-        class: u8,
-        ts: i64,
-        rc: u8,
-        fpr: Option<&'a str>,
-    },
-    ValidSig {
-        fpr: &'a str,
-        ts: i64,
-        expires: i64,
-        pk_algo: u8,
-        hash_algo: u8,
-        class: u8,
-        primary: &'a str,
-    },
-    NoPubkey {
-        keyid: &'a str,
-    },
+    GoodSig { keyid: &'a str, uid: &'a str },
+    BadSig { keyid: &'a str, uid: &'a str },
+    ExpKeySig { keyid: &'a str, uid: &'a str },
+    RevKeySig { keyid: &'a str, uid: &'a str },
+    ErrSig { keyid: &'a str, pk_algo: u8, hash_algo: u8, class: u8, ts: i64, rc: u8, fpr: Option<&'a str> },
+    ValidSig { fpr: &'a str, ts: i64, expires: i64, pk_algo: u8, hash_algo: u8, class: u8, primary: &'a str },
+    NoPubkey { keyid: &'a str },
     TrustUltimate,
     TrustUndefined,
-    InvSgnr {
-        reason: u8,
-        who: &'a str,
-    },
-    KeyExpired {
-        ts: i64,
-    },
+    InvSgnr { reason: u8, who: &'a str },
+    KeyExpired { ts: i64 },
     KeyRevoked,
-    Failure {
-        location: &'a str,
-        code: u32,
-    },
-    NoData {
-        what: u8,
-    },
-    ImportOk {
-        reason: u8,
-        fpr: &'a str,
-    },
-    Imported {
-        keyid: &'a str,
-        uid: &'a str,
-    },
+    Failure { location: &'a str, code: u32 },
+    NoData { what: u8 },
+    ImportOk { reason: u8, fpr: &'a str },
+    Imported { keyid: &'a str, uid: &'a str },
 }
 
 /// Escapes a free-text field as gpg does: `%XX` for control characters and `%`.
@@ -102,8 +45,7 @@ fn escape(s: &str) -> String {
 }
 
 pub fn date(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0)
-        .map_or_else(|| "1970-01-01".into(), |d| d.format("%Y-%m-%d").to_string())
+    chrono::DateTime::from_timestamp(ts, 0).map_or_else(|| "1970-01-01".into(), |d| d.format("%Y-%m-%d").to_string())
 }
 
 impl Status<'_> {
@@ -111,14 +53,7 @@ impl Status<'_> {
         let body = match self {
             Status::KeyConsidered { fpr } => format!("KEY_CONSIDERED {fpr} 0"),
             Status::BeginSigning { hash } => format!("BEGIN_SIGNING H{hash}"),
-            Status::SigCreated {
-                kind,
-                pk_algo,
-                hash_algo,
-                class,
-                ts,
-                fpr,
-            } => {
+            Status::SigCreated { kind, pk_algo, hash_algo, class, ts, fpr } => {
                 format!("SIG_CREATED {kind} {pk_algo} {hash_algo} {class:02X} {ts} {fpr}")
             }
             Status::NewSig => "NEWSIG".into(),
@@ -126,32 +61,12 @@ impl Status<'_> {
             Status::BadSig { keyid, uid } => format!("BADSIG {keyid} {}", escape(uid)),
             Status::ExpKeySig { keyid, uid } => format!("EXPKEYSIG {keyid} {}", escape(uid)),
             Status::RevKeySig { keyid, uid } => format!("REVKEYSIG {keyid} {}", escape(uid)),
-            Status::ErrSig {
-                keyid,
-                pk_algo,
-                hash_algo,
-                class,
-                ts,
-                rc,
-                fpr,
-            } => {
-                format!(
-                    "ERRSIG {keyid} {pk_algo} {hash_algo} {class:02X} {ts} {rc} {}",
-                    fpr.unwrap_or("-")
-                )
+            Status::ErrSig { keyid, pk_algo, hash_algo, class, ts, rc, fpr } => {
+                format!("ERRSIG {keyid} {pk_algo} {hash_algo} {class:02X} {ts} {rc} {}", fpr.unwrap_or("-"))
             }
-            Status::ValidSig {
-                fpr,
-                ts,
-                expires,
-                pk_algo,
-                hash_algo,
-                class,
-                primary,
-            } => format!(
-                "VALIDSIG {fpr} {} {ts} {expires} 4 0 {pk_algo} {hash_algo} {class:02X} {primary}",
-                date(*ts)
-            ),
+            Status::ValidSig { fpr, ts, expires, pk_algo, hash_algo, class, primary } => {
+                format!("VALIDSIG {fpr} {} {ts} {expires} 4 0 {pk_algo} {hash_algo} {class:02X} {primary}", date(*ts))
+            }
             Status::NoPubkey { keyid } => format!("NO_PUBKEY {keyid}"),
             Status::TrustUltimate => "TRUST_ULTIMATE 0 pgp".into(),
             Status::TrustUndefined => "TRUST_UNDEFINED 0 pgp".into(),
@@ -179,17 +94,9 @@ impl StatusOut {
             Some(1) => Some(Box::new(std::io::stdout())),
             Some(2) => Some(Box::new(std::io::stderr())),
             // Another inherited descriptor, reopened through /proc without unsafe.
-            Some(n) => Some(Box::new(
-                OpenOptions::new()
-                    .append(true)
-                    .open(format!("/proc/self/fd/{n}"))?,
-            )),
+            Some(n) => Some(Box::new(OpenOptions::new().append(true).open(format!("/proc/self/fd/{n}"))?)),
         };
         Ok(StatusOut { out })
-    }
-
-    pub fn none() -> StatusOut {
-        StatusOut { out: None }
     }
 
     pub fn emit(&mut self, s: Status<'_>) {
@@ -209,37 +116,14 @@ mod tests {
     fn renders_like_gpg() {
         let fpr = "FAFFA0878262B879D9F59D29026DC399F704569E";
         assert_eq!(
-            Status::SigCreated {
-                kind: 'D',
-                pk_algo: 22,
-                hash_algo: 8,
-                class: 0,
-                ts: 1795705438,
-                fpr
-            }
-            .render(),
+            Status::SigCreated { kind: 'D', pk_algo: 22, hash_algo: 8, class: 0, ts: 1795705438, fpr }.render(),
             format!("[GNUPG:] SIG_CREATED D 22 8 00 1795705438 {fpr}\n")
         );
         assert_eq!(
-            Status::ValidSig {
-                fpr,
-                ts: 1795705438,
-                expires: 0,
-                pk_algo: 22,
-                hash_algo: 8,
-                class: 1,
-                primary: "P"
-            }
-            .render(),
+            Status::ValidSig { fpr, ts: 1795705438, expires: 0, pk_algo: 22, hash_algo: 8, class: 1, primary: "P" }
+                .render(),
             format!("[GNUPG:] VALIDSIG {fpr} 2026-11-26 1795705438 0 4 0 22 8 01 P\n")
         );
-        assert_eq!(
-            Status::GoodSig {
-                keyid: "K",
-                uid: "a%b\nc"
-            }
-            .render(),
-            "[GNUPG:] GOODSIG K a%25b%0Ac\n"
-        );
+        assert_eq!(Status::GoodSig { keyid: "K", uid: "a%b\nc" }.render(), "[GNUPG:] GOODSIG K a%25b%0Ac\n");
     }
 }

@@ -14,10 +14,7 @@ use crate::error::ShimError;
 /// The vault qube's name: `QUBES_GPG_DOMAIN` (as split-gpg users set it), else
 /// `vault = "..."` in `$XDG_CONFIG_HOME/qvault/client.toml`.
 pub fn vault_name() -> Result<String, ShimError> {
-    if let Some(v) = std::env::var("QUBES_GPG_DOMAIN")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
+    if let Some(v) = std::env::var("QUBES_GPG_DOMAIN").ok().filter(|v| !v.is_empty()) {
         return Ok(v);
     }
     let path = config_path();
@@ -32,8 +29,7 @@ pub fn vault_name() -> Result<String, ShimError> {
     struct ClientConfig {
         vault: String,
     }
-    let cfg: ClientConfig =
-        toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    let cfg: ClientConfig = toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
     Ok(cfg.vault)
 }
 
@@ -56,13 +52,10 @@ pub struct Conn {
 impl Conn {
     pub fn open() -> Result<Conn, ShimError> {
         let name = vault_name()?;
-        let mut child = spawn_client(&name, SERVICE_GPG)
-            .map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
+        let mut child =
+            spawn_client(&name, SERVICE_GPG).map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(ShimError::Unreachable(
-                name,
-                "no pipes to qrexec-client-vm".into(),
-            ));
+            return Err(ShimError::Unreachable(name, "no pipes to qrexec-client-vm".into()));
         };
         Ok(Conn {
             name,
@@ -98,11 +91,7 @@ impl Conn {
     }
 
     fn closed(&mut self) -> ShimError {
-        let status = self
-            .child
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|e| e.to_string());
+        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
         ShimError::Unreachable(
             self.name.clone(),
             format!("the connection closed without an answer (qrexec-client-vm: {status})"),

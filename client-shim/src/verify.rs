@@ -9,8 +9,7 @@ use openpgp::cert::prelude::*;
 use openpgp::packet::key::PublicParts;
 use openpgp::packet::Signature;
 use openpgp::parse::stream::{
-    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
-    VerifierBuilder,
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
 };
 use openpgp::parse::{PacketParser, PacketParserResult, Parse as _};
 use openpgp::policy::StandardPolicy;
@@ -51,13 +50,8 @@ struct Helper<'a> {
 fn facts(ka: &ValidErasedKeyAmalgamation<'_, PublicParts>, keyring: &Keyring) -> KeyFacts {
     let vc = ka.valid_cert();
     let cert = vc.cert();
-    let trust = keyring
-        .find(&cert.key_handle())
-        .map_or(Trust::Unknown, |(_, t)| *t);
-    let primary_uid = vc
-        .primary_userid()
-        .ok()
-        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned());
+    let trust = keyring.find(&cert.key_handle()).map_or(Trust::Unknown, |(_, t)| *t);
+    let primary_uid = vc.primary_userid().ok().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned());
     let mut uids: Vec<String> = primary_uid.into_iter().collect();
     for u in cert.userids() {
         let s = String::from_utf8_lossy(u.userid().value()).into_owned();
@@ -95,33 +89,21 @@ impl VerificationHelper for Helper<'_> {
             };
             for r in results {
                 let o = match r {
-                    Ok(g) => Outcome::Good {
-                        sig: g.sig.clone(),
-                        key: facts(&g.ka, self.keyring),
-                    },
-                    Err(VerificationError::MissingKey { sig }) => {
-                        Outcome::Missing { sig: sig.clone() }
+                    Ok(g) => Outcome::Good { sig: g.sig.clone(), key: facts(&g.ka, self.keyring) },
+                    Err(VerificationError::MissingKey { sig }) => Outcome::Missing { sig: sig.clone() },
+                    Err(VerificationError::BadSignature { sig, ka, .. }) => {
+                        Outcome::Bad { sig: sig.clone(), key: facts(&ka, self.keyring) }
                     }
-                    Err(VerificationError::BadSignature { sig, ka, .. }) => Outcome::Bad {
-                        sig: sig.clone(),
-                        key: facts(&ka, self.keyring),
-                    },
-                    Err(VerificationError::BadKey { sig, ka, .. }) => Outcome::KeyUnusable {
-                        sig: sig.clone(),
-                        key: facts(&ka, self.keyring),
-                    },
-                    Err(VerificationError::UnboundKey { sig, error, .. }) => Outcome::Broken {
-                        sig: Some(sig.clone()),
-                        why: format!("key not bound: {error}"),
-                    },
-                    Err(VerificationError::MalformedSignature { sig, error }) => Outcome::Broken {
-                        sig: Some(sig.clone()),
-                        why: format!("malformed signature: {error}"),
-                    },
-                    Err(e) => Outcome::Broken {
-                        sig: None,
-                        why: e.to_string(),
-                    },
+                    Err(VerificationError::BadKey { sig, ka, .. }) => {
+                        Outcome::KeyUnusable { sig: sig.clone(), key: facts(&ka, self.keyring) }
+                    }
+                    Err(VerificationError::UnboundKey { sig, error, .. }) => {
+                        Outcome::Broken { sig: Some(sig.clone()), why: format!("key not bound: {error}") }
+                    }
+                    Err(VerificationError::MalformedSignature { sig, error }) => {
+                        Outcome::Broken { sig: Some(sig.clone()), why: format!("malformed signature: {error}") }
+                    }
+                    Err(e) => Outcome::Broken { sig: None, why: e.to_string() },
                 };
                 self.outcomes.push(o);
             }
@@ -143,17 +125,14 @@ fn algo_word(a: PublicKeyAlgorithm) -> &'static str {
         #[allow(deprecated)]
         PublicKeyAlgorithm::DSA => "DSA",
         PublicKeyAlgorithm::ECDSA => "ECDSA",
-        PublicKeyAlgorithm::EdDSA | PublicKeyAlgorithm::Ed25519 | PublicKeyAlgorithm::Ed448 => {
-            "EDDSA"
-        }
+        PublicKeyAlgorithm::EdDSA | PublicKeyAlgorithm::Ed25519 | PublicKeyAlgorithm::Ed448 => "EDDSA",
         _ => "unknown",
     }
 }
 
 fn human_time(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0).map_or_else(String::new, |d| {
-        d.format("%a %b %e %H:%M:%S %Y UTC").to_string()
-    })
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map_or_else(String::new, |d| d.format("%a %b %e %H:%M:%S %Y UTC").to_string())
 }
 
 fn issuer_fpr(sig: &Signature) -> Option<String> {
@@ -161,10 +140,7 @@ fn issuer_fpr(sig: &Signature) -> Option<String> {
 }
 
 fn issuer_keyid(sig: &Signature) -> String {
-    sig.get_issuers()
-        .first()
-        .map(|h| openpgp::KeyID::from(h).to_hex())
-        .unwrap_or_else(|| "0000000000000000".into())
+    sig.get_issuers().first().map(|h| openpgp::KeyID::from(h).to_hex()).unwrap_or_else(|| "0000000000000000".into())
 }
 
 /// Reports one outcome; returns its contribution to the exit code.
@@ -180,10 +156,7 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
     if let Some(sig) = sig {
         eprintln!("gpg: Signature made {}", human_time(sig_time(sig)));
         let who = issuer_fpr(sig).unwrap_or_else(|| issuer_keyid(sig));
-        eprintln!(
-            "gpg:                using {} key {who}",
-            algo_word(sig.pk_algo())
-        );
+        eprintln!("gpg:                using {} key {who}", algo_word(sig.pk_algo()));
     }
     let trust_word = |k: &KeyFacts| {
         if k.trust == Trust::Ultimate {
@@ -195,26 +168,15 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
     let uid0 = |k: &KeyFacts| k.uids.first().cloned().unwrap_or_default();
     match o {
         Outcome::Good { sig, key } => {
-            status.emit(Status::KeyConsidered {
-                fpr: &key.primary_fpr,
-            });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
             let kid = keyid(&key.signer_fpr).to_owned();
             let uid = uid0(key);
             if key.revoked {
-                status.emit(Status::RevKeySig {
-                    keyid: &kid,
-                    uid: &uid,
-                });
+                status.emit(Status::RevKeySig { keyid: &kid, uid: &uid });
             } else if key.expired {
-                status.emit(Status::ExpKeySig {
-                    keyid: &kid,
-                    uid: &uid,
-                });
+                status.emit(Status::ExpKeySig { keyid: &kid, uid: &uid });
             } else {
-                status.emit(Status::GoodSig {
-                    keyid: &kid,
-                    uid: &uid,
-                });
+                status.emit(Status::GoodSig { keyid: &kid, uid: &uid });
             }
             let expires = sig
                 .signature_expiration_time()
@@ -241,46 +203,28 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
             } else {
                 status.emit(Status::TrustUndefined);
                 eprintln!("gpg: WARNING: This key is not certified with a trusted signature!");
-                eprintln!(
-                    "gpg:          There is no indication that the signature belongs to the owner."
-                );
+                eprintln!("gpg:          There is no indication that the signature belongs to the owner.");
                 eprintln!("Primary key fingerprint: {}", key.primary_fpr);
             }
             0
         }
         Outcome::Bad { key, .. } => {
-            status.emit(Status::KeyConsidered {
-                fpr: &key.primary_fpr,
-            });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
             let uid = uid0(key);
-            status.emit(Status::BadSig {
-                keyid: keyid(&key.signer_fpr),
-                uid: &uid,
-            });
+            status.emit(Status::BadSig { keyid: keyid(&key.signer_fpr), uid: &uid });
             eprintln!("gpg: BAD signature from \"{uid}\" [{}]", trust_word(key));
             1
         }
         Outcome::KeyUnusable { sig, key } => {
-            status.emit(Status::KeyConsidered {
-                fpr: &key.primary_fpr,
-            });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
             let uid = uid0(key);
             let kid = keyid(&key.signer_fpr);
             if key.revoked {
-                status.emit(Status::RevKeySig {
-                    keyid: kid,
-                    uid: &uid,
-                });
+                status.emit(Status::RevKeySig { keyid: kid, uid: &uid });
                 eprintln!("gpg: Signature by revoked key \"{uid}\"");
             } else {
-                status.emit(Status::ExpKeySig {
-                    keyid: kid,
-                    uid: &uid,
-                });
-                eprintln!(
-                    "gpg: Signature by expired key \"{uid}\" made {}",
-                    human_time(sig_time(sig))
-                );
+                status.emit(Status::ExpKeySig { keyid: kid, uid: &uid });
+                eprintln!("gpg: Signature by expired key \"{uid}\" made {}", human_time(sig_time(sig)));
             }
             1
         }
@@ -309,10 +253,7 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
 
 /// Is this input a bare signature (detached), rather than a signed message?
 fn is_detached_signature(bytes: &[u8]) -> bool {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     if bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
         return false;
     }
@@ -337,9 +278,7 @@ fn is_detached_signature(bytes: &[u8]) -> bool {
 
 fn read_limited(r: &mut dyn Read, what: &str) -> Result<Vec<u8>, ShimError> {
     let mut v = Vec::new();
-    r.take(64 << 20)
-        .read_to_end(&mut v)
-        .map_err(ShimError::io(format!("reading {what}")))?;
+    r.take(64 << 20).read_to_end(&mut v).map_err(ShimError::io(format!("reading {what}")))?;
     Ok(v)
 }
 
@@ -347,20 +286,14 @@ fn open(path: &str) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
     if path == "-" {
         Ok(Box::new(io::stdin()))
     } else {
-        Ok(Box::new(
-            File::open(path).map_err(ShimError::io(format!("can't open '{path}'")))?,
-        ))
+        Ok(Box::new(File::open(path).map_err(ShimError::io(format!("can't open '{path}'")))?))
     }
 }
 
 pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError> {
     let p = StandardPolicy::new();
     let mut keyring = Keyring::load();
-    let helper = Helper {
-        keyring: &mut keyring,
-        refreshed: false,
-        outcomes: Vec::new(),
-    };
+    let helper = Helper { keyring: &mut keyring, refreshed: false, outcomes: Vec::new() };
     let ops = &inv.operands;
     let (sig_src, data_src): (String, Option<Vec<String>>) = match ops.as_slice() {
         [] => ("-".into(), None),
@@ -372,10 +305,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
         Some(files) => Some(files),
         None if is_detached_signature(&sig_bytes) => {
             // gpg's convention: `--verify x.sig` checks x.
-            let data = sig_src
-                .strip_suffix(".sig")
-                .or_else(|| sig_src.strip_suffix(".asc"))
-                .map(str::to_owned);
+            let data = sig_src.strip_suffix(".sig").or_else(|| sig_src.strip_suffix(".asc")).map(str::to_owned);
             match data {
                 Some(d) if std::path::Path::new(&d).exists() => {
                     eprintln!("gpg: assuming signed data in '{d}'");
@@ -400,19 +330,19 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
                     ))
                 }
             };
-            DetachedVerifierBuilder::from_bytes(&sig_bytes)
-                .and_then(|b| b.with_policy(&p, None, helper))
-                .and_then(|mut v| {
+            DetachedVerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, None, helper)).and_then(
+                |mut v| {
                     v.verify_reader(data)?;
                     Ok(v.into_helper())
-                })
+                },
+            )
         }
-        None => VerifierBuilder::from_bytes(&sig_bytes)
-            .and_then(|b| b.with_policy(&p, None, helper))
-            .and_then(|mut v| {
+        None => {
+            VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, None, helper)).and_then(|mut v| {
                 io::copy(&mut v, &mut io::sink())?;
                 Ok(v.into_helper())
-            }),
+            })
+        }
     };
     let helper = match run {
         Ok(h) => h,

@@ -20,9 +20,7 @@ pub enum Canon {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "a line has more than {MAX_WS_RUN} consecutive spaces, tabs or CRs; it cannot be clear-signed"
-)]
+#[error("a line has more than {MAX_WS_RUN} consecutive spaces, tabs or CRs; it cannot be clear-signed")]
 pub struct WhitespaceRunTooLong;
 
 /// Feeds canonicalized bytes to `sink`.
@@ -38,19 +36,10 @@ pub struct Canonicalizer {
 
 impl Canonicalizer {
     pub fn new(mode: Canon) -> Self {
-        Canonicalizer {
-            mode,
-            prev_cr: false,
-            pending_eol: false,
-            ws: Vec::new(),
-        }
+        Canonicalizer { mode, prev_cr: false, pending_eol: false, ws: Vec::new() }
     }
 
-    pub fn update(
-        &mut self,
-        data: &[u8],
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), WhitespaceRunTooLong> {
+    pub fn update(&mut self, data: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), WhitespaceRunTooLong> {
         match self.mode {
             Canon::Binary => sink(data),
             Canon::Text => self.text(data, sink),
@@ -62,13 +51,7 @@ impl Canonicalizer {
     fn text(&mut self, data: &[u8], sink: &mut dyn FnMut(&[u8])) {
         let mut start = 0;
         for (i, &b) in data.iter().enumerate() {
-            if b == b'\n'
-                && !(if i == 0 {
-                    self.prev_cr
-                } else {
-                    data[i - 1] == b'\r'
-                })
-            {
+            if b == b'\n' && !(if i == 0 { self.prev_cr } else { data[i - 1] == b'\r' }) {
                 sink(&data[start..i]);
                 sink(b"\r\n");
                 start = i + 1;
@@ -80,11 +63,7 @@ impl Canonicalizer {
         }
     }
 
-    fn cleartext(
-        &mut self,
-        data: &[u8],
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), WhitespaceRunTooLong> {
+    fn cleartext(&mut self, data: &[u8], sink: &mut dyn FnMut(&[u8])) -> Result<(), WhitespaceRunTooLong> {
         // Runs of ordinary bytes are passed on as slices; only whitespace is buffered.
         let mut start = 0;
         for (i, &b) in data.iter().enumerate() {
@@ -94,6 +73,11 @@ impl Canonicalizer {
                         sink(&data[start..i]);
                     }
                     start = i + 1;
+                    // The next line exists, even if it turns out to be blank.
+                    if self.pending_eol {
+                        sink(b"\r\n");
+                        self.pending_eol = false;
+                    }
                     if self.ws.len() >= MAX_WS_RUN {
                         return Err(WhitespaceRunTooLong);
                     }
@@ -155,10 +139,7 @@ mod tests {
         let stripped: Vec<Vec<u8>> = lines
             .iter()
             .map(|l| {
-                let end = l
-                    .iter()
-                    .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r'))
-                    .map_or(0, |p| p + 1);
+                let end = l.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r')).map_or(0, |p| p + 1);
                 l[..end].to_vec()
             })
             .collect();

@@ -34,9 +34,7 @@ impl FrameError {
             FrameError::Truncated => true,
             FrameError::Io(e) => matches!(
                 e.kind(),
-                io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::UnexpectedEof
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
             ),
             _ => false,
         }
@@ -77,10 +75,7 @@ pub struct FrameReader<R> {
 
 impl<R: Read> FrameReader<R> {
     pub fn new(inner: R) -> Self {
-        FrameReader {
-            inner: BufReader::with_capacity(64 * 1024, inner),
-            buf: Vec::new(),
-        }
+        FrameReader { inner: BufReader::with_capacity(64 * 1024, inner), buf: Vec::new() }
     }
 
     /// The next payload, or `None` on a clean end of stream before a frame began.
@@ -137,10 +132,7 @@ pub struct FrameWriter<W> {
 
 impl<W: Write> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
-        FrameWriter {
-            inner,
-            buf: Vec::with_capacity(CHUNK_SIZE + 64),
-        }
+        FrameWriter { inner, buf: Vec::with_capacity(CHUNK_SIZE + 64) }
     }
 
     pub fn send<T: Serialize>(&mut self, value: &T) -> Result<(), FrameError> {
@@ -174,10 +166,7 @@ mod tests {
 
     #[test]
     fn frames_roundtrip() {
-        roundtrip(&ClientFrame::Request(Request::new(Op::ListKeys {
-            secret: true,
-            selectors: vec!["a".into()],
-        })));
+        roundtrip(&ClientFrame::Request(Request::new(Op::ListKeys { secret: true, selectors: vec!["a".into()] })));
         roundtrip(&ClientFrame::Data(b"hello"));
         roundtrip(&ClientFrame::End);
     }
@@ -195,10 +184,7 @@ mod tests {
     #[test]
     fn oversized_length_is_refused_before_allocation() {
         let mut r = FrameReader::new(&[0xffu8, 0xff, 0xff, 0xff][..]);
-        assert!(matches!(
-            r.next_payload(),
-            Err(FrameError::TooLarge(0xffff_ffff))
-        ));
+        assert!(matches!(r.next_payload(), Err(FrameError::TooLarge(0xffff_ffff))));
     }
 
     #[test]
@@ -209,19 +195,13 @@ mod tests {
         let n = out.len() as u32 - 4;
         out[..4].copy_from_slice(&n.to_be_bytes());
         let mut r = FrameReader::new(&out[..]);
-        assert!(matches!(
-            r.next::<ClientFrame<'_>>(),
-            Err(FrameError::Trailing(1))
-        ));
+        assert!(matches!(r.next::<ClientFrame<'_>>(), Err(FrameError::Trailing(1))));
     }
 
     #[test]
     fn unknown_variant_is_a_decode_error() {
         let payload = [0x09u8];
-        assert!(matches!(
-            decode::<ClientFrame<'_>>(&payload),
-            Err(FrameError::Decode(_))
-        ));
+        assert!(matches!(decode::<ClientFrame<'_>>(&payload), Err(FrameError::Decode(_))));
     }
 
     proptest::proptest! {

@@ -30,10 +30,7 @@ pub struct Request {
 pub enum Op {
     /// Key listing; `secret` asks for the secret-key view (which keys the vault can
     /// sign with). Neither view contains secret material.
-    ListKeys {
-        secret: bool,
-        selectors: Vec<String>,
-    },
+    ListKeys { secret: bool, selectors: Vec<String> },
     /// Public certificates (transferable public keys), binary OpenPGP.
     ExportPublic { selectors: Vec<String> },
     /// Sign the data that follows in `Data` frames.
@@ -41,6 +38,8 @@ pub enum Op {
     /// The log's newest signed checkpoint and, if `old_size` is given, a consistency
     /// proof from that size to the checkpoint's.
     Checkpoint { old_size: Option<u64> },
+    /// The whole log in the export format, as `Output` frames then `Exported`.
+    ExportLog,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +52,9 @@ pub struct SignRequest {
     pub digest: Option<HashAlgo>,
     /// Text signature (class 0x01) rather than binary (0x00).
     pub text: bool,
+    /// Size of the newest log checkpoint the client has seen; the receipt then
+    /// carries a consistency proof from it.
+    pub known_log_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,9 +142,11 @@ pub struct SignResult {
     /// Fingerprint of its primary key.
     pub primary_fpr: String,
     /// Receipt proving the signature's log entry is included in a signed
-    /// checkpoint (encoding in `docs/log-format.md`); empty if the vault has no log.
+    /// checkpoint (JSON, `docs/log-format.md`).
     #[serde(with = "serde_bytes")]
     pub receipt: Vec<u8>,
+    /// The log's verifier key (C2SP note verifier string).
+    pub log_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,10 +232,7 @@ pub enum RequestError {
 
 impl Request {
     pub fn new(op: Op) -> Self {
-        Request {
-            version: PROTOCOL_VERSION,
-            op,
-        }
+        Request { version: PROTOCOL_VERSION, op }
     }
 
     /// Checks the bounds the type system does not express.
@@ -256,7 +257,7 @@ impl Request {
                 selectors.iter().try_for_each(check)
             }
             Op::Sign(s) => s.key.as_ref().map_or(Ok(()), check),
-            Op::Checkpoint { .. } => Ok(()),
+            Op::Checkpoint { .. } | Op::ExportLog => Ok(()),
         }
     }
 }
@@ -267,20 +268,13 @@ mod tests {
 
     #[test]
     fn validate_rejects_wrong_version_and_bad_selectors() {
-        let mut r = Request::new(Op::ListKeys {
-            secret: false,
-            selectors: vec![],
-        });
+        let mut r = Request::new(Op::ListKeys { secret: false, selectors: vec![] });
         assert!(r.validate().is_ok());
         r.version = 7;
         assert_eq!(r.validate(), Err(RequestError::Version(7)));
-        let r = Request::new(Op::ExportPublic {
-            selectors: vec!["x".into(); 65],
-        });
+        let r = Request::new(Op::ExportPublic { selectors: vec!["x".into(); 65] });
         assert_eq!(r.validate(), Err(RequestError::TooManySelectors(65)));
-        let r = Request::new(Op::ExportPublic {
-            selectors: vec!["a\nb".into()],
-        });
+        let r = Request::new(Op::ExportPublic { selectors: vec!["a\nb".into()] });
         assert_eq!(r.validate(), Err(RequestError::SelectorControlChar));
         let r = Request::new(Op::Sign(SignRequest {
             key: Some("k".repeat(MAX_SELECTOR_LEN + 1)),
@@ -288,6 +282,7 @@ mod tests {
             armor: false,
             digest: None,
             text: false,
+            known_log_size: None,
         }));
         assert_eq!(r.validate(), Err(RequestError::SelectorTooLong));
     }

@@ -33,9 +33,7 @@ impl QubeName {
         if !first.is_ascii_alphabetic() {
             return Err(NameError::BadStart);
         }
-        if let Some(c) =
-            chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
+        if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
             return Err(NameError::BadChar(c));
         }
         Ok(QubeName(s.to_owned()))
@@ -70,8 +68,7 @@ impl ServiceName {
         let ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 64
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         };
         let (name, argument) = match s.split_once('+') {
             Some((n, a)) => (n, Some(a)),
@@ -80,10 +77,7 @@ impl ServiceName {
         if !ok(name) || argument.is_some_and(|a| !a.is_empty() && !ok(a)) {
             return Err(NameError::BadService(s.chars().take(80).collect()));
         }
-        Ok(ServiceName {
-            name: name.to_owned(),
-            argument: argument.filter(|a| !a.is_empty()).map(str::to_owned),
-        })
+        Ok(ServiceName { name: name.to_owned(), argument: argument.filter(|a| !a.is_empty()).map(str::to_owned) })
     }
 }
 

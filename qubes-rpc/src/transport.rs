@@ -71,9 +71,7 @@ pub fn read_descriptor<R: Read>(r: &mut R) -> Result<(ServiceName, QubeName), Tr
 /// Parses `<service> <source>` (without the NUL).
 pub fn parse_descriptor(bytes: &[u8]) -> Result<(ServiceName, QubeName), TransportError> {
     let s = std::str::from_utf8(bytes).map_err(|_| TransportError::DescriptorMalformed)?;
-    let (service, source) = s
-        .split_once(' ')
-        .ok_or(TransportError::DescriptorMalformed)?;
+    let (service, source) = s.split_once(' ').ok_or(TransportError::DescriptorMalformed)?;
     Ok((ServiceName::parse(service)?, QubeName::parse(source)?))
 }
 
@@ -98,26 +96,11 @@ mod tests {
 
     #[test]
     fn descriptor_errors() {
-        assert!(matches!(
-            read_descriptor(&mut &b"qvault.Gpg work"[..]),
-            Err(TransportError::DescriptorTruncated)
-        ));
-        assert!(matches!(
-            read_descriptor(&mut &b"qvault.Gpg\0"[..]),
-            Err(TransportError::DescriptorMalformed)
-        ));
-        assert!(matches!(
-            read_descriptor(&mut &b"qvault.Gpg ../x\0"[..]),
-            Err(TransportError::Name(_))
-        ));
+        assert!(matches!(read_descriptor(&mut &b"qvault.Gpg work"[..]), Err(TransportError::DescriptorTruncated)));
+        assert!(matches!(read_descriptor(&mut &b"qvault.Gpg\0"[..]), Err(TransportError::DescriptorMalformed)));
+        assert!(matches!(read_descriptor(&mut &b"qvault.Gpg ../x\0"[..]), Err(TransportError::Name(_))));
         let long = vec![b'a'; 300];
-        assert!(matches!(
-            read_descriptor(&mut &long[..]),
-            Err(TransportError::DescriptorTooLong)
-        ));
-        assert!(matches!(
-            read_descriptor(&mut &b"qvault.Gpg \xff\0"[..]),
-            Err(TransportError::DescriptorMalformed)
-        ));
+        assert!(matches!(read_descriptor(&mut &long[..]), Err(TransportError::DescriptorTooLong)));
+        assert!(matches!(read_descriptor(&mut &b"qvault.Gpg \xff\0"[..]), Err(TransportError::DescriptorMalformed)));
     }
 }

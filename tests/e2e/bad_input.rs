@@ -18,11 +18,26 @@ fn call_log(w: &World) -> String {
 fn refused_options_never_reach_the_vault() {
     let w = World::new();
     let cases: &[(&[&str], &str)] = &[
-        (&["--homedir", "/tmp/x", "-bsa"], "option \"--homedir\" is refused by qvault-gpg: it reads or writes local files"),
-        (&["--export-secret-keys"], "option \"--export-secret-keys\" is refused by qvault-gpg: it creates, exports or changes secret keys"),
-        (&["--keyserver", "hkps://keys.example", "--recv-keys", "ABCD"], "option \"--keyserver\" is refused by qvault-gpg: it reaches the network"),
-        (&["--load-extension", "x.so", "-s"], "option \"--load-extension\" is refused by qvault-gpg: it runs or loads programs"),
-        (&["--keyring", "/tmp/k", "-k"], "option \"--keyring\" is refused by qvault-gpg: it selects or changes a local keyring"),
+        (
+            &["--homedir", "/tmp/x", "-bsa"],
+            "option \"--homedir\" is refused by qvault-gpg: it reads or writes local files",
+        ),
+        (
+            &["--export-secret-keys"],
+            "option \"--export-secret-keys\" is refused by qvault-gpg: it creates, exports or changes secret keys",
+        ),
+        (
+            &["--keyserver", "hkps://keys.example", "--recv-keys", "ABCD"],
+            "option \"--keyserver\" is refused by qvault-gpg: it reaches the network",
+        ),
+        (
+            &["--load-extension", "x.so", "-s"],
+            "option \"--load-extension\" is refused by qvault-gpg: it runs or loads programs",
+        ),
+        (
+            &["--keyring", "/tmp/k", "-k"],
+            "option \"--keyring\" is refused by qvault-gpg: it selects or changes a local keyring",
+        ),
         (&["--gen-key"], "option \"--gen-key\" is refused"),
         (&["--edit-key", "alice"], "option \"--edit-key\" is refused"),
         (&["--home=/x", "-s"], "option \"--homedir\" is refused"),
@@ -59,11 +74,7 @@ fn every_option_in_the_refusal_table_is_refused() {
         c.env("QVAULT_SIM_CALL_LOG", w.path("calls.log"));
         let o = run(&mut c);
         assert_code(&o, 2);
-        assert!(
-            stderr(&o).contains(&format!("option \"--{n}\" is refused")),
-            "{n}: {}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains(&format!("option \"--{n}\" is refused")), "{n}: {}", stderr(&o));
     }
     assert_eq!(call_log(&w), "");
 }
@@ -71,19 +82,19 @@ fn every_option_in_the_refusal_table_is_refused() {
 #[test]
 fn unknown_key_gives_inv_sgnr_and_exit_2() {
     let w = World::new();
-    let o = run_with_input(
-        &mut w.shim(&["--status-fd=1", "-bsau", "nobody@example.org"]),
-        b"data",
-    );
+    let o = run_with_input(&mut w.shim(&["--status-fd=1", "-bsau", "nobody@example.org"]), b"data");
     assert_code(&o, 2);
     let out = stdout(&o);
-    assert!(
-        out.contains("[GNUPG:] INV_SGNR 9 nobody@example.org\n"),
-        "{out}"
-    );
+    assert!(out.contains("[GNUPG:] INV_SGNR 9 nobody@example.org\n"), "{out}");
     assert!(out.contains("[GNUPG:] FAILURE sign 17\n"), "{out}");
     assert!(!out.contains("SIG_CREATED"));
-    assert!(stderr(&o).contains("gpg: signing failed: the vault refused: no secret key in the vault matches \"nobody@example.org\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "gpg: signing failed: the vault refused: no secret key in the vault matches \"nobody@example.org\""
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -93,11 +104,7 @@ fn unreachable_vault_is_reported() {
     c.env_remove("QVAULT_SIM_VAULT_HOME");
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("vault qube \"vault\" unreachable"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("vault qube \"vault\" unreachable"), "{}", stderr(&o));
     let mut c = w.shim(&["-bsa"]);
     c.env("QVAULT_SIM_POLICY_DENY", "1");
     let o = run_with_input(&mut c, b"data");
@@ -107,11 +114,7 @@ fn unreachable_vault_is_reported() {
     c.env_remove("QUBES_GPG_DOMAIN");
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("no vault qube configured"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no vault qube configured"), "{}", stderr(&o));
 }
 
 /// One raw call to the daemon: descriptor, then `bytes`; returns all answer bytes.
@@ -137,10 +140,7 @@ fn answers(bytes: &[u8]) -> Vec<ServerFrame<'_>> {
     let mut rest = bytes;
     while rest.len() >= 4 {
         let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        out.push(
-            decode::<ServerFrame<'_>>(&rest[4..4 + n])
-                .expect("the daemon sends well-formed frames"),
-        );
+        out.push(decode::<ServerFrame<'_>>(&rest[4..4 + n]).expect("the daemon sends well-formed frames"));
         rest = &rest[4 + n..];
     }
     assert!(rest.is_empty(), "no partial frame");
@@ -155,10 +155,7 @@ fn error_code(bytes: &[u8]) -> Option<ErrorCode> {
 }
 
 fn list_request() -> Vec<u8> {
-    frame(&ClientFrame::Request(Request::new(Op::ListKeys {
-        secret: true,
-        selectors: vec![],
-    })))
+    frame(&ClientFrame::Request(Request::new(Op::ListKeys { secret: true, selectors: vec![] })))
 }
 
 fn assert_still_serving(w: &World) {
@@ -191,19 +188,13 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
     assert_still_serving(&w);
 
     // Wrong protocol version.
-    let mut req = Request::new(Op::ListKeys {
-        secret: false,
-        selectors: vec![],
-    });
+    let mut req = Request::new(Op::ListKeys { secret: false, selectors: vec![] });
     req.version = 99;
     let a = raw_call(&w, &frame(&ClientFrame::Request(req)));
     match answers(&a).as_slice() {
         [ServerFrame::Error(e)] => {
             assert_eq!(e.code, ErrorCode::UnsupportedVersion);
-            assert_eq!(
-                e.message,
-                "unsupported protocol version 99 (this vault speaks 1)"
-            );
+            assert_eq!(e.message, "unsupported protocol version 99 (this vault speaks 1)");
         }
         other => panic!("{other:?}"),
     }
@@ -220,14 +211,12 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
         armor: false,
         digest: None,
         text: false,
+        known_log_size: None,
     }))));
     bytes.extend(frame(&ClientFrame::Data(&[7u8; 1000])));
     bytes.extend_from_slice(&[0, 0, 0, 50, 1]);
     let a = raw_call(&w, &bytes);
-    assert!(
-        matches!(answers(&a).as_slice(), [ServerFrame::Ready(_)]),
-        "only the plan, never a signature"
-    );
+    assert!(matches!(answers(&a).as_slice(), [ServerFrame::Ready(_)]), "only the plan, never a signature");
     assert_still_serving(&w);
 
     // A bad descriptor closes the connection without an answer.

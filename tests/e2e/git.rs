@@ -39,27 +39,19 @@ fn git_verify_commit_accepts_vault_signature() {
     assert!(stderr(&v).contains(&format!("[GNUPG:] VALIDSIG ")) && stderr(&v).contains(&w.fpr));
     let log = git(&w, &r, &["log", "--show-signature", "-1"]);
     assert_ok(&log);
-    assert!(
-        stdout(&log).contains("Good signature from \"Alice Volunteer <alice@example.org>\""),
-        "{}",
-        stdout(&log)
-    );
+    assert!(stdout(&log).contains("Good signature from \"Alice Volunteer <alice@example.org>\""), "{}", stdout(&log));
     // %G? is git's own verdict: G = good and valid.
     let fmt = git(&w, &r, &["log", "-1", "--format=%G?|%GF|%GP"]);
-    assert_eq!(
-        stdout(&fmt).trim().split('|').next(),
-        Some("G"),
-        "{}",
-        stdout(&fmt)
-    );
+    assert_eq!(stdout(&fmt).trim().split('|').next(), Some("G"), "{}", stdout(&fmt));
     assert!(stdout(&fmt).contains(&w.fpr));
     // Real gpg agrees.
     let mut c = Command::new("git");
-    c.current_dir(&r)
-        .env("GNUPGHOME", w.gnupg_home())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", &w.home)
-        .args(["-c", "gpg.program=gpg", "verify-commit", "HEAD"]);
+    c.current_dir(&r).env("GNUPGHOME", w.gnupg_home()).env("GIT_CONFIG_NOSYSTEM", "1").env("HOME", &w.home).args([
+        "-c",
+        "gpg.program=gpg",
+        "verify-commit",
+        "HEAD",
+    ]);
     assert_ok(&run(&mut c));
 }
 
@@ -73,11 +65,12 @@ fn git_verify_tag_accepts_vault_signature() {
     assert_ok(&v);
     assert!(stderr(&v).contains("Good signature"), "{}", stderr(&v));
     let mut c = Command::new("git");
-    c.current_dir(&r)
-        .env("GNUPGHOME", w.gnupg_home())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", &w.home)
-        .args(["-c", "gpg.program=gpg", "verify-tag", "v1.0"]);
+    c.current_dir(&r).env("GNUPGHOME", w.gnupg_home()).env("GIT_CONFIG_NOSYSTEM", "1").env("HOME", &w.home).args([
+        "-c",
+        "gpg.program=gpg",
+        "verify-tag",
+        "v1.0",
+    ]);
     assert_ok(&run(&mut c));
 }
 
@@ -90,8 +83,7 @@ fn git_reports_tampered_commit_as_bad() {
     let forged = raw.replace("pay alice 10", "pay alice 99");
     assert_ne!(raw, forged);
     let mut c = w.client_cmd("git");
-    c.current_dir(&r)
-        .args(["hash-object", "-t", "commit", "-w", "--stdin"]);
+    c.current_dir(&r).args(["hash-object", "-t", "commit", "-w", "--stdin"]);
     let h = run_with_input(&mut c, forged.as_bytes());
     assert_ok(&h);
     let id = stdout(&h).trim().to_owned();

@@ -11,25 +11,17 @@ fn gpg_with_secret(w: &World) -> std::path::PathBuf {
     std::fs::create_dir_all(&g).unwrap();
     std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g)
-        .args(["--batch", "--import"])
-        .arg(w.key_file());
+    c.env("GNUPGHOME", &g).args(["--batch", "--import"]).arg(w.key_file());
     assert_ok(&run(&mut c));
     let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g)
-        .args(["--batch", "--import-ownertrust"]);
-    assert_ok(&run_with_input(
-        &mut c,
-        format!("{}:6:\n", w.fpr).as_bytes(),
-    ));
+    c.env("GNUPGHOME", &g).args(["--batch", "--import-ownertrust"]);
+    assert_ok(&run_with_input(&mut c, format!("{}:6:\n", w.fpr).as_bytes()));
     g
 }
 
 fn gpg_list(g: &std::path::Path, args: &[&str]) -> String {
     let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", g)
-        .args(["--batch", "--with-colons", "--fixed-list-mode"])
-        .args(args);
+    c.env("GNUPGHOME", g).args(["--batch", "--with-colons", "--fixed-list-mode"]).args(args);
     let o = run(&mut c);
     assert_ok(&o);
     stdout(&o)
@@ -59,18 +51,10 @@ fn list_secret_keys_colons_match_gpg() {
         let g = gpg_with_secret(&w);
         let ours = run(&mut w.shim(&["--list-secret-keys", "--with-colons"]));
         assert_ok(&ours);
-        assert_eq!(
-            records(&stdout(&ours)),
-            records(&gpg_list(&g, &["-K"])),
-            "{algo}"
-        );
+        assert_eq!(records(&stdout(&ours)), records(&gpg_list(&g, &["-K"])), "{algo}");
         let ours = run(&mut w.shim(&["--list-keys", "--with-colons", "--fixed-list-mode"]));
         assert_ok(&ours);
-        assert_eq!(
-            records(&stdout(&ours)),
-            records(&gpg_list(&g, &["-k"])),
-            "{algo}"
-        );
+        assert_eq!(records(&stdout(&ours)), records(&gpg_list(&g, &["-k"])), "{algo}");
     }
 }
 
@@ -95,10 +79,7 @@ fn human_listing_has_gpg_layout() {
     let keyid = &w.fpr[24..];
     assert!(out.contains(&format!("sec   ed25519/{keyid} ")), "{out}");
     assert!(out.contains(&format!("\n      {}\n", w.fpr)), "{out}");
-    assert!(
-        out.contains("[ultimate] Alice Volunteer <alice@example.org>"),
-        "{out}"
-    );
+    assert!(out.contains("[ultimate] Alice Volunteer <alice@example.org>"), "{out}");
     assert!(out.contains("ssb   ed25519/"), "{out}");
 }
 
@@ -107,17 +88,12 @@ fn export_gives_public_certificate_only() {
     let w = World::new();
     let ring = w.export_keyring();
     let mut c = Command::new("gpg");
-    c.args(["--batch", "--list-packets"])
-        .arg(&ring)
-        .env("GNUPGHOME", w.path("empty-gnupg"));
+    c.args(["--batch", "--list-packets"]).arg(&ring).env("GNUPGHOME", w.path("empty-gnupg"));
     std::fs::create_dir_all(w.path("empty-gnupg")).unwrap();
     let o = run(&mut c);
     assert_ok(&o);
     let dump = stdout(&o);
-    assert!(
-        dump.contains(":public key packet:") && dump.contains(":public sub key packet:"),
-        "{dump}"
-    );
+    assert!(dump.contains(":public key packet:") && dump.contains(":public sub key packet:"), "{dump}");
     assert!(!dump.contains("secret"), "{dump}");
     let a = run(&mut w.shim(&["--export", "--armor", &w.fpr]));
     assert_ok(&a);

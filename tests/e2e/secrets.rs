@@ -15,9 +15,7 @@ fn secret_mpis(tsk: &Path) -> Vec<Vec<u8>> {
     let cert = openpgp::Cert::from_file(tsk).unwrap();
     let mut out = Vec::new();
     for ka in cert.keys().secret() {
-        let SecretKeyMaterial::Unencrypted(u) = ka.key().optional_secret().unwrap() else {
-            panic!("encrypted")
-        };
+        let SecretKeyMaterial::Unencrypted(u) = ka.key().optional_secret().unwrap() else { panic!("encrypted") };
         u.map(|m| match m {
             mpi::SecretKeyMaterial::EdDSA { scalar } => out.push(scalar.value().to_vec()),
             mpi::SecretKeyMaterial::RSA { d, p, q, u } => {
@@ -36,8 +34,7 @@ fn secret_mpis(tsk: &Path) -> Vec<Vec<u8>> {
 fn contains_secret(blob: &[u8], secrets: &[Vec<u8>]) -> Option<String> {
     let mut views = vec![blob.to_vec()];
     // Armored data is searched after decoding too.
-    let mut r =
-        openpgp::armor::Reader::from_bytes(blob, openpgp::armor::ReaderMode::Tolerant(None));
+    let mut r = openpgp::armor::Reader::from_bytes(blob, openpgp::armor::ReaderMode::Tolerant(None));
     let mut dearmored = Vec::new();
     if r.read_to_end(&mut dearmored).is_ok() && !dearmored.is_empty() {
         views.push(dearmored);
@@ -49,8 +46,7 @@ fn contains_secret(blob: &[u8], secrets: &[Vec<u8>]) -> Option<String> {
         let hex_u = hex_of(needle, true);
         for v in &views {
             if v.windows(needle.len()).any(|w| w == needle)
-                || v.windows(hex_l.len())
-                    .any(|w| w == hex_l.as_bytes() || w == hex_u.as_bytes())
+                || v.windows(hex_l.len()).any(|w| w == hex_l.as_bytes() || w == hex_u.as_bytes())
             {
                 return Some(hex_l);
             }
@@ -60,15 +56,7 @@ fn contains_secret(blob: &[u8], secrets: &[Vec<u8>]) -> Option<String> {
 }
 
 fn hex_of(b: &[u8], upper: bool) -> String {
-    b.iter()
-        .map(|x| {
-            if upper {
-                format!("{x:02X}")
-            } else {
-                format!("{x:02x}")
-            }
-        })
-        .collect()
+    b.iter().map(|x| if upper { format!("{x:02X}") } else { format!("{x:02x}") }).collect()
 }
 
 fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -101,13 +89,7 @@ fn secret_key_material_appears_in_no_output_or_client_file() {
             vec!["-s"],
             vec!["-K", "--with-colons"],
             vec!["-k"],
-            vec![
-                "-K",
-                "--keyid-format",
-                "long",
-                "--with-fingerprint",
-                "--with-fingerprint",
-            ],
+            vec!["-K", "--keyid-format", "long", "--with-fingerprint", "--with-fingerprint"],
             vec!["--export"],
             vec!["--export", "-a"],
             vec!["--export-secret-keys", "-a"],
@@ -132,33 +114,18 @@ fn secret_key_material_appears_in_no_output_or_client_file() {
             outputs.push(("verify".into(), o.stderr));
         }
         for (name, blob) in &outputs {
-            assert_eq!(
-                contains_secret(blob, &secrets),
-                None,
-                "secret found in output of {name}"
-            );
+            assert_eq!(contains_secret(blob, &secrets), None, "secret found in output of {name}");
         }
         let mut files = Vec::new();
         files_under(w.dir.path(), &mut files);
         let vault = w.vault_home.clone();
         let mut checked = 0;
-        for f in files
-            .iter()
-            .filter(|f| !f.starts_with(&vault) && !f.ends_with("qvault.sock"))
-        {
+        for f in files.iter().filter(|f| !f.starts_with(&vault) && !f.ends_with("qvault.sock")) {
             let blob = std::fs::read(f).unwrap_or_default();
-            assert_eq!(
-                contains_secret(&blob, &secrets),
-                None,
-                "secret found in {}",
-                f.display()
-            );
+            assert_eq!(contains_secret(&blob, &secrets), None, "secret found in {}", f.display());
             checked += 1;
         }
-        assert!(
-            checked >= 3,
-            "the sweep looked at the client's files ({checked})"
-        );
+        assert!(checked >= 3, "the sweep looked at the client's files ({checked})");
         // The sweep itself can find a secret: the vault's own key file has it.
         assert!(contains_secret(&std::fs::read(w.key_file()).unwrap(), &secrets).is_some());
     }

@@ -18,9 +18,7 @@ fn sign_file(w: &World, args: &[&str], input: &Path, out: &Path) {
 fn gpg_verify(w: &World, args: &[&Path]) -> std::process::Output {
     let g = w.gnupg_home();
     let mut c = std::process::Command::new("gpg");
-    c.env("GNUPGHOME", g)
-        .args(["--batch", "--status-fd=1", "--verify"])
-        .args(args);
+    c.env("GNUPGHOME", g).args(["--batch", "--status-fd=1", "--verify"]).args(args);
     run(&mut c)
 }
 
@@ -28,80 +26,47 @@ fn gpg_verify(w: &World, args: &[&Path]) -> std::process::Output {
 fn detached_signatures_verify_with_gpgv_sqv_gpg_and_shim() {
     let w = World::new();
     let data = w.path("data.bin");
-    std::fs::write(
-        &data,
-        (0..=255u8).cycle().take(100_000).collect::<Vec<u8>>(),
-    )
-    .unwrap();
+    std::fs::write(&data, (0..=255u8).cycle().take(100_000).collect::<Vec<u8>>()).unwrap();
     let text = w.path("data.txt");
     std::fs::write(&text, "line one\nline two\r\nline three\n".repeat(1000)).unwrap();
     for (args, name, data) in [
         (&["-b"][..], "d.sig", &data),
         (&["-ba"][..], "d.asc", &data),
-        (
-            &["--detach-sign", "--armor", "--textmode"][..],
-            "t.asc",
-            &text,
-        ),
+        (&["--detach-sign", "--armor", "--textmode"][..], "t.asc", &text),
     ] {
         let sig = w.path(name);
         sign_file(&w, args, &data, &sig);
         assert_ok(&gpgv(&w, &[&sig, &data]));
         let s = sqv(&w, &sig, &data);
         assert_ok(&s);
-        assert!(
-            stdout(&s).contains(&w.fpr),
-            "sqv names the signer: {}",
-            stdout(&s)
-        );
+        assert!(stdout(&s).contains(&w.fpr), "sqv names the signer: {}", stdout(&s));
         let g = gpg_verify(&w, &[&sig, &data]);
         assert_ok(&g);
         assert!(stdout(&g).contains("[GNUPG:] GOODSIG"));
-        let v = run(&mut w.shim(&[
-            "--status-fd=1",
-            "--verify",
-            sig.to_str().unwrap(),
-            data.to_str().unwrap(),
-        ]));
+        let v = run(&mut w.shim(&["--status-fd=1", "--verify", sig.to_str().unwrap(), data.to_str().unwrap()]));
         assert_ok(&v);
-        assert!(
-            stdout(&v).contains(&format!("VALIDSIG ")) && stdout(&v).contains(&w.fpr),
-            "{}",
-            stdout(&v)
-        );
+        assert!(stdout(&v).contains(&format!("VALIDSIG ")) && stdout(&v).contains(&w.fpr), "{}", stdout(&v));
     }
     let armored = std::fs::read_to_string(w.path("d.asc")).unwrap();
-    assert!(
-        armored.starts_with("-----BEGIN PGP SIGNATURE-----\n"),
-        "{armored}"
-    );
+    assert!(armored.starts_with("-----BEGIN PGP SIGNATURE-----\n"), "{armored}");
 }
 
 #[test]
 fn cleartext_signatures_of_tricky_text_verify_everywhere() {
     let w = World::new();
-    for (i, text) in [TEXT, b"crlf line\r\nnext\r\n", b"", b"-\n--\n"]
-        .iter()
-        .enumerate()
-    {
+    for (i, text) in [TEXT, b"crlf line\r\nnext\r\n", b"", b"-\n--\n"].iter().enumerate() {
         let data = w.path(&format!("t{i}.txt"));
         std::fs::write(&data, text).unwrap();
         let out = w.path(&format!("t{i}.asc"));
         sign_file(&w, &["--clearsign"], &data, &out);
         let body = std::fs::read_to_string(&out).unwrap();
-        assert!(
-            body.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n"),
-            "{body}"
-        );
+        assert!(body.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n"), "{body}");
         assert_ok(&gpgv(&w, &[&out]));
         assert_ok(&gpg_verify(&w, &[&out]));
         assert_ok(&run(&mut w.shim(&["--verify", out.to_str().unwrap()])));
     }
     let body = std::fs::read_to_string(w.path("t0.asc")).unwrap();
-    assert!(
-        body.contains("\n- - first item\n- -----BEGIN fake armor\n"),
-        "dash-escaped: {body}"
-    );
+    assert!(body.contains("\n- - first item\n- -----BEGIN fake armor\n"), "dash-escaped: {body}");
 }
 
 #[test]
@@ -109,11 +74,7 @@ fn inline_signatures_armored_and_binary_verify() {
     let w = World::new();
     let data = w.path("m.txt");
     std::fs::write(&data, TEXT).unwrap();
-    for (args, name) in [
-        (&["-s"][..], "m.gpg"),
-        (&["-sa"][..], "m.asc"),
-        (&["-s", "-t", "-a"][..], "mt.asc"),
-    ] {
+    for (args, name) in [(&["-s"][..], "m.gpg"), (&["-sa"][..], "m.asc"), (&["-s", "-t", "-a"][..], "mt.asc")] {
         let out = w.path(name);
         sign_file(&w, args, &data, &out);
         assert_ok(&gpgv(&w, &[&out]));
@@ -121,9 +82,7 @@ fn inline_signatures_armored_and_binary_verify() {
         assert_ok(&run(&mut w.shim(&["--verify", out.to_str().unwrap()])));
         // The signed content comes back out unchanged.
         let mut c = std::process::Command::new("gpg");
-        c.env("GNUPGHOME", w.gnupg_home())
-            .args(["--batch", "-q", "--decrypt"])
-            .arg(&out);
+        c.env("GNUPGHOME", w.gnupg_home()).args(["--batch", "-q", "--decrypt"]).arg(&out);
         let d = run(&mut c);
         assert_ok(&d);
         assert_eq!(d.stdout, TEXT);
@@ -135,9 +94,7 @@ fn sqv_accepts_detached_text_and_binary_signatures_of_large_data() {
     let w = World::new();
     let data = w.path("big.bin");
     // Larger than several protocol chunks, streamed with bounded memory.
-    let big: Vec<u8> = (0..5_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
     std::fs::write(&data, &big).unwrap();
     let sig = w.path("big.sig");
     sign_file(&w, &["-b"], &data, &sig);
@@ -148,16 +105,10 @@ fn sqv_accepts_detached_text_and_binary_signatures_of_large_data() {
 #[test]
 fn stdin_to_stdout_as_git_calls_it_reports_sig_created() {
     let w = World::new();
-    let o = run_with_input(
-        &mut w.shim(&["--status-fd=2", "-bsau", &w.fpr]),
-        b"tree 123\n\nmsg\n",
-    );
+    let o = run_with_input(&mut w.shim(&["--status-fd=2", "-bsau", &w.fpr]), b"tree 123\n\nmsg\n");
     assert_ok(&o);
     let err = stderr(&o);
-    assert!(
-        err.contains(&format!("[GNUPG:] KEY_CONSIDERED {} 0\n", w.fpr)),
-        "{err}"
-    );
+    assert!(err.contains(&format!("[GNUPG:] KEY_CONSIDERED {} 0\n", w.fpr)), "{err}");
     assert!(err.contains("[GNUPG:] BEGIN_SIGNING H8\n"), "{err}");
     assert!(err.contains("[GNUPG:] SIG_CREATED D 22 8 00 "), "{err}");
     assert!(stdout(&o).starts_with("-----BEGIN PGP SIGNATURE-----"));
@@ -166,23 +117,12 @@ fn stdin_to_stdout_as_git_calls_it_reports_sig_created() {
 #[test]
 fn digest_algo_is_honoured_and_weak_digests_refused() {
     let w = World::new();
-    let o = run_with_input(
-        &mut w.shim(&["--status-fd=2", "--digest-algo", "SHA512", "-bsa"]),
-        b"x",
-    );
+    let o = run_with_input(&mut w.shim(&["--status-fd=2", "--digest-algo", "SHA512", "-bsa"]), b"x");
     assert_ok(&o);
-    assert!(
-        stderr(&o).contains("SIG_CREATED D 22 10 00 "),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("SIG_CREATED D 22 10 00 "), "{}", stderr(&o));
     let o = run_with_input(&mut w.shim(&["--digest-algo", "SHA1", "-bsa"]), b"x");
     assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("invalid value \"SHA1\" for --digest-algo"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("invalid value \"SHA1\" for --digest-algo"), "{}", stderr(&o));
 }
 
 #[test]
@@ -190,12 +130,9 @@ fn default_output_names_follow_gpg() {
     let w = World::new();
     let data = w.path("f.txt");
     std::fs::write(&data, b"x\n").unwrap();
-    for (args, ext) in [
-        (&["-b"][..], "sig"),
-        (&["-ba"][..], "asc"),
-        (&["--clearsign"][..], "asc"),
-        (&["-s"][..], "gpg"),
-    ] {
+    for (args, ext) in
+        [(&["-b"][..], "sig"), (&["-ba"][..], "asc"), (&["--clearsign"][..], "asc"), (&["-s"][..], "gpg")]
+    {
         let mut a = args.to_vec();
         a.extend(["--yes", data.to_str().unwrap()]);
         assert_ok(&run(&mut w.shim(&a)));
@@ -252,18 +189,9 @@ fn tampered_data_is_reported_bad_by_shim_and_gpgv() {
     let sig = w.path("d.sig");
     sign_file(&w, &["-b"], &data, &sig);
     std::fs::write(&data, b"0riginal").unwrap();
-    let v = run(&mut w.shim(&[
-        "--status-fd=1",
-        "--verify",
-        sig.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]));
+    let v = run(&mut w.shim(&["--status-fd=1", "--verify", sig.to_str().unwrap(), data.to_str().unwrap()]));
     assert_code(&v, 1);
     assert!(stdout(&v).contains("[GNUPG:] BADSIG "), "{}", stdout(&v));
-    assert!(
-        stderr(&v).contains("BAD signature from \"Alice Volunteer <alice@example.org>\""),
-        "{}",
-        stderr(&v)
-    );
+    assert!(stderr(&v).contains("BAD signature from \"Alice Volunteer <alice@example.org>\""), "{}", stderr(&v));
     assert_code(&gpgv(&w, &[&sig, &data]), 1);
 }

@@ -13,29 +13,21 @@ use std::time::{Duration, Instant};
 pub const ALICE: &str = "Alice Volunteer <alice@example.org>";
 
 pub fn workspace_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
 }
 
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("QVAULT_BIN_DIR") {
         return PathBuf::from(d);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_dir().join("target"));
     target.join("debug")
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
     p
 }
 
@@ -89,32 +81,15 @@ impl World {
             daemon: None,
             source: "work".into(),
         };
-        let out = w
-            .qvault(&["init", "--name", "testvault"])
-            .output()
-            .expect("qvault init");
-        assert!(
-            out.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = w.qvault(&["init", "--name", "testvault"]).output().expect("qvault init");
+        assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
         w
     }
 
     pub fn keygen(&self, userid: &str, algo: &str) -> String {
-        let out = self
-            .qvault(&["keygen", "--userid", userid, "--algo", algo])
-            .output()
-            .expect("keygen");
-        assert!(
-            out.status.success(),
-            "keygen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf8")
-            .trim()
-            .to_owned()
+        let out = self.qvault(&["keygen", "--userid", userid, "--algo", algo]).output().expect("keygen");
+        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -124,19 +99,14 @@ impl World {
     /// `qvault <args> --home <vault>` (the home flag goes after the subcommand).
     pub fn qvault(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("qvault"));
-        c.args(&args[..1])
-            .arg("--home")
-            .arg(&self.vault_home)
-            .args(&args[1..]);
+        c.args(&args[..1]).arg("--home").arg(&self.vault_home).args(&args[1..]);
         c.env("QVAULT_LOG", "warn");
         c
     }
 
     pub fn path_env(&self) -> OsString {
         let mut paths = vec![bin_dir(), sim_dir()];
-        paths.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
+        paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
         std::env::join_paths(paths).expect("PATH")
     }
 
@@ -153,12 +123,10 @@ impl World {
             .env_remove("GNUPGHOME");
         match &self.socket {
             Some(s) => {
-                c.env("QVAULT_SIM_SOCKET", s)
-                    .env_remove("QVAULT_SIM_VAULT_HOME");
+                c.env("QVAULT_SIM_SOCKET", s).env_remove("QVAULT_SIM_VAULT_HOME");
             }
             None => {
-                c.env("QVAULT_SIM_VAULT_HOME", &self.vault_home)
-                    .env_remove("QVAULT_SIM_SOCKET");
+                c.env("QVAULT_SIM_VAULT_HOME", &self.vault_home).env_remove("QVAULT_SIM_SOCKET");
             }
         }
     }
@@ -188,11 +156,7 @@ impl World {
         let s = sock.to_str().expect("utf8 path").to_owned();
         args.push(&s);
         args.extend_from_slice(extra);
-        let child = self
-            .qvault(&args)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve");
+        let child = self.qvault(&args).stderr(Stdio::null()).spawn().expect("serve");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(Instant::now() < deadline, "qvault serve did not start");
@@ -211,11 +175,7 @@ impl World {
     pub fn export_keyring(&self) -> PathBuf {
         let p = self.path("keyring.pgp");
         let out = self.shim(&["--export"]).output().expect("export");
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "export: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success() && !out.stdout.is_empty(), "export: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(&p, &out.stdout).expect("write keyring");
         p
     }
@@ -227,8 +187,7 @@ impl World {
             return g;
         }
         std::fs::create_dir_all(&g).expect("gnupg home");
-        std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .expect("chmod");
+        std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
         let ring = self.export_keyring();
         let st = Command::new("gpg")
             .env("GNUPGHOME", &g)
@@ -236,11 +195,7 @@ impl World {
             .arg(&ring)
             .output()
             .expect("gpg import");
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
         let mut c = Command::new("gpg")
             .env("GNUPGHOME", &g)
             .args(["--batch", "--import-ownertrust"])
@@ -249,19 +204,13 @@ impl World {
             .stderr(Stdio::null())
             .spawn()
             .expect("ownertrust");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{}:6:\n", self.fpr).as_bytes())
-            .expect("write");
+        c.stdin.take().expect("stdin").write_all(format!("{}:6:\n", self.fpr).as_bytes()).expect("write");
         assert!(c.wait().expect("wait").success());
         g
     }
 
     pub fn key_file(&self) -> PathBuf {
-        self.vault_home
-            .join("keys")
-            .join(format!("{}.tsk", self.fpr))
+        self.vault_home.join("keys").join(format!("{}.tsk", self.fpr))
     }
 }
 
@@ -275,21 +224,12 @@ impl Drop for World {
 }
 
 fn nix_kill(c: &Child) -> std::io::Result<()> {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(c.id().to_string())
-        .status()
-        .map(|_| ())
+    Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().map(|_| ())
 }
 
 /// Runs a command with `stdin` as input.
 pub fn run_with_input(cmd: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let mut input = child.stdin.take().expect("stdin");
     let data = stdin.to_vec();
     let t = std::thread::spawn(move || {
@@ -314,24 +254,12 @@ pub fn stdout(o: &Output) -> String {
 
 #[track_caller]
 pub fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
+    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(o), stderr(o));
 }
 
 #[track_caller]
 pub fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
 }
 
 /// gpgv with the vault's exported keyring.

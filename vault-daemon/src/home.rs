@@ -28,8 +28,7 @@ impl Home {
             None => match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
                 Some(x) => PathBuf::from(x).join("qvault"),
                 None => {
-                    let home = std::env::var_os("HOME")
-                        .context("neither --home, XDG_DATA_HOME nor HOME is set")?;
+                    let home = std::env::var_os("HOME").context("neither --home, XDG_DATA_HOME nor HOME is set")?;
                     PathBuf::from(home).join(".local/share/qvault")
                 }
             },
@@ -58,17 +57,11 @@ impl Home {
     }
 
     pub fn init(&self, name: &str) -> anyhow::Result<VaultConfig> {
-        anyhow::ensure!(
-            !self.is_initialized(),
-            "{} is already a vault (vault.toml exists)",
-            self.root.display()
-        );
+        anyhow::ensure!(!self.is_initialized(), "{} is already a vault (vault.toml exists)", self.root.display());
         fsutil::ensure_private_dir(&self.root)?;
         fsutil::ensure_private_dir(&self.keys_dir())?;
         fsutil::ensure_private_dir(&self.log_dir())?;
-        let cfg = VaultConfig {
-            name: name.to_owned(),
-        };
+        let cfg = VaultConfig { name: name.to_owned() };
         fsutil::write_private(&self.config_path(), toml::to_string(&cfg)?.as_bytes())?;
         Ok(cfg)
     }
@@ -76,11 +69,7 @@ impl Home {
     pub fn config(&self) -> anyhow::Result<VaultConfig> {
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{} is not a vault (run `qvault init --home {}` first)",
-                self.root.display(),
-                self.root.display()
-            )
+            format!("{} is not a vault (run `qvault init --home {}` first)", self.root.display(), self.root.display())
         })?;
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
     }

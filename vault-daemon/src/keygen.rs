@@ -22,9 +22,7 @@ pub fn parse_expiry(s: &str) -> Result<Option<Duration>, String> {
         return Ok(None);
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad expiry {s:?}: expected e.g. 2y, 18m, 30d or never"))?;
+    let n: u64 = num.parse().map_err(|_| format!("bad expiry {s:?}: expected e.g. 2y, 18m, 30d or never"))?;
     let days = match unit {
         "" | "d" => n,
         "w" => n * 7,
@@ -68,14 +66,8 @@ mod tests {
     #[test]
     fn expiry_forms() {
         assert_eq!(parse_expiry("never").unwrap(), None);
-        assert_eq!(
-            parse_expiry("2y").unwrap(),
-            Some(Duration::from_secs(730 * 86400))
-        );
-        assert_eq!(
-            parse_expiry("30").unwrap(),
-            Some(Duration::from_secs(30 * 86400))
-        );
+        assert_eq!(parse_expiry("2y").unwrap(), Some(Duration::from_secs(730 * 86400)));
+        assert_eq!(parse_expiry("30").unwrap(), Some(Duration::from_secs(30 * 86400)));
         assert!(parse_expiry("2x").is_err());
         assert!(parse_expiry("y").is_err());
         assert!(parse_expiry("0d").is_err());

@@ -21,7 +21,9 @@ use sequoia_openpgp as openpgp;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
+use crate::log::Log;
 use crate::select::Spec;
+use qvault_attest::entry::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +37,10 @@ pub struct Provenance {
     pub origin: Origin,
     /// When the key entered the vault (seconds since the epoch).
     pub added: i64,
+    /// The key's entry in the attestation log: position and exact bytes (kept
+    /// here so a receipt can include it without reading the log).
+    pub log_index: u64,
+    pub log_entry: String,
 }
 
 pub struct StoredKey {
@@ -83,33 +89,28 @@ pub fn policy() -> StandardPolicy<'static> {
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Keystore {
     pub fn load(dir: &Path) -> anyhow::Result<Keystore> {
         let mut keys = Vec::new();
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("reading key directory {}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).with_context(|| format!("reading key directory {}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("tsk") {
                 continue;
             }
-            let cert = Cert::from_file(&path)
-                .with_context(|| format!("reading key file {}", path.display()))?;
+            let cert = Cert::from_file(&path).with_context(|| format!("reading key file {}", path.display()))?;
             let meta_path = path.with_extension("toml");
             let text = std::fs::read_to_string(&meta_path)
                 .with_context(|| format!("reading provenance {}", meta_path.display()))?;
-            let provenance: Provenance = toml::from_str(&text)
-                .with_context(|| format!("parsing provenance {}", meta_path.display()))?;
+            let provenance: Provenance =
+                toml::from_str(&text).with_context(|| format!("parsing provenance {}", meta_path.display()))?;
             keys.push(StoredKey { cert, provenance });
         }
         // gpg uses the first key of its keyring as the default; ours is the order
@@ -118,22 +119,16 @@ impl Keystore {
             (a.provenance.added, a.cert.fingerprint().to_hex())
                 .cmp(&(b.provenance.added, b.cert.fingerprint().to_hex()))
         });
-        Ok(Keystore {
-            dir: dir.to_owned(),
-            keys,
-        })
+        Ok(Keystore { dir: dir.to_owned(), keys })
     }
 
     pub fn keys(&self) -> &[StoredKey] {
         &self.keys
     }
 
-    /// Stores a certificate with secret key material and its provenance.
-    pub fn add(&mut self, cert: Cert, origin: Origin) -> anyhow::Result<Fingerprint> {
-        anyhow::ensure!(
-            cert.is_tsk(),
-            "the certificate holds no secret key material"
-        );
+    /// Stores a certificate with secret key material, after logging its arrival.
+    pub fn add(&mut self, cert: Cert, origin: Origin, log: &Log) -> anyhow::Result<Fingerprint> {
+        anyhow::ensure!(cert.is_tsk(), "the certificate holds no secret key material");
         let fpr = cert.fingerprint();
         anyhow::ensure!(
             !self.keys.iter().any(|k| k.cert.fingerprint() == fpr),
@@ -142,15 +137,22 @@ impl Keystore {
         );
         let mut tsk = Vec::new();
         cert.as_tsk().serialize(&mut tsk)?;
-        let provenance = Provenance {
-            origin,
-            added: now_secs(),
+        let mut public = Vec::new();
+        export_public(&cert, &mut public)?;
+        let algorithm = key_info(&cert).map_or_else(String::new, |i| algo_name(&i.primary));
+        let created = secs(cert.primary_key().key().creation_time());
+        let event = {
+            let (fingerprint, cert) = (fpr.to_hex(), qvault_attest::receipt::encode_cert(&public));
+            match origin {
+                Origin::Generated => Event::KeyGenerated { fingerprint, algorithm, created, cert },
+                Origin::Imported => Event::KeyImported { fingerprint, algorithm, created, cert },
+            }
         };
+        let (log_index, (), bytes) = log.append(None, |_| Ok((event, ())))?;
+        let log_entry = String::from_utf8(bytes)?;
+        let provenance = Provenance { origin, added: now_secs(), log_index, log_entry };
         let base = self.dir.join(fpr.to_hex());
-        fsutil::write_private(
-            &base.with_extension("toml"),
-            toml::to_string(&provenance)?.as_bytes(),
-        )?;
+        fsutil::write_private(&base.with_extension("toml"), toml::to_string(&provenance)?.as_bytes())?;
         fsutil::write_private(&base.with_extension("tsk"), &tsk)?;
         zeroize::Zeroize::zeroize(&mut tsk);
         self.keys.push(StoredKey { cert, provenance });
@@ -163,10 +165,7 @@ impl Keystore {
             return self.keys.iter().collect();
         }
         let specs: Vec<Spec> = selectors.iter().map(|s| Spec::parse(s)).collect();
-        self.keys
-            .iter()
-            .filter(|k| specs.iter().any(|s| cert_matches(&k.cert, s)))
-            .collect()
+        self.keys.iter().filter(|k| specs.iter().any(|s| cert_matches(&k.cert, s))).collect()
     }
 
     /// Picks the signing key for a selector as gpg does: the first matching
@@ -185,10 +184,7 @@ impl Keystore {
         };
         let p = policy();
         let name = stored.cert.fingerprint().to_hex();
-        let vc = stored
-            .cert
-            .with_policy(&p, None)
-            .map_err(|_| SelectError::NoSigningKey(name.clone()))?;
+        let vc = stored.cert.with_policy(&p, None).map_err(|_| SelectError::NoSigningKey(name.clone()))?;
         if let RevocationStatus::Revoked(_) = vc.revocation_status() {
             return Err(SelectError::Revoked(name));
         }
@@ -219,11 +215,7 @@ impl Keystore {
             let usable = ka.for_signing()
                 && ka.alive().is_ok()
                 && !matches!(ka.revocation_status(), RevocationStatus::Revoked(_));
-            if usable
-                && best
-                    .as_ref()
-                    .is_none_or(|b| ka.key().creation_time() > b.key().creation_time())
-            {
+            if usable && best.as_ref().is_none_or(|b| ka.key().creation_time() > b.key().creation_time()) {
                 best = Some(ka.clone());
             }
         }
@@ -237,12 +229,8 @@ impl Keystore {
 
 fn cert_matches(cert: &Cert, spec: &Spec) -> bool {
     match spec {
-        Spec::KeyId { .. } => cert
-            .keys()
-            .any(|ka| spec.matches_key(&ka.key().fingerprint().to_hex())),
-        _ => cert
-            .userids()
-            .any(|ua| spec.matches_uid(&String::from_utf8_lossy(ua.userid().value()))),
+        Spec::KeyId { .. } => cert.keys().any(|ka| spec.matches_key(&ka.key().fingerprint().to_hex())),
+        _ => cert.userids().any(|ua| spec.matches_uid(&String::from_utf8_lossy(ua.userid().value()))),
     }
 }
 
@@ -268,17 +256,13 @@ fn subkey_info<P: Policy + ?Sized>(
 ) -> SubkeyInfo {
     let key = ka.key();
     let curve = match key.mpis() {
-        Mpis::EdDSA { curve, .. } | Mpis::ECDSA { curve, .. } | Mpis::ECDH { curve, .. } => {
-            Some(gpg_curve_name(curve))
-        }
+        Mpis::EdDSA { curve, .. } | Mpis::ECDSA { curve, .. } | Mpis::ECDH { curve, .. } => Some(gpg_curve_name(curve)),
         Mpis::Ed25519 { .. } => Some("ed25519".into()),
         Mpis::X25519 { .. } => Some("cv25519".into()),
         _ => None,
     };
     let expires = ka.key_expiration_time().map(secs);
-    let flags = ka
-        .key_flags()
-        .unwrap_or_else(openpgp::types::KeyFlags::empty);
+    let flags = ka.key_flags().unwrap_or_else(openpgp::types::KeyFlags::empty);
     SubkeyInfo {
         fingerprint: key.fingerprint().to_hex(),
         algo: u8::from(key.pk_algo()),
@@ -317,18 +301,20 @@ pub fn key_info(cert: &Cert) -> Option<KeyInfo> {
         .userids()
         .map(|ua| UidInfo {
             uid: String::from_utf8_lossy(ua.userid().value()).into_owned(),
-            created: ua
-                .binding_signature()
-                .signature_creation_time()
-                .map_or(0, secs),
+            created: ua.binding_signature().signature_creation_time().map_or(0, secs),
             revoked: matches!(ua.revocation_status(), RevocationStatus::Revoked(_)),
         })
         .collect();
-    Some(KeyInfo {
-        primary,
-        uids,
-        subkeys,
-    })
+    Some(KeyInfo { primary, uids, subkeys })
+}
+
+/// gpg's algorithm name for a key (`ed25519`, `rsa3072`, ...).
+pub fn algo_name(k: &SubkeyInfo) -> String {
+    match (&k.curve, k.algo) {
+        (Some(c), _) => c.clone(),
+        (None, 1..=3) => format!("rsa{}", k.bits),
+        (None, a) => format!("algo{a}"),
+    }
 }
 
 /// The public certificate, binary. Secret material is stripped by construction:

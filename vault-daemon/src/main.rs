@@ -8,6 +8,7 @@ mod fsutil;
 mod home;
 mod keygen;
 mod keystore;
+mod log;
 mod select;
 mod server;
 mod session;
@@ -28,11 +29,7 @@ use crate::keystore::{Keystore, Origin};
 use crate::session::{Service, Vault};
 
 #[derive(Parser)]
-#[command(
-    name = "qvault",
-    version,
-    about = "qvault vault daemon: signs over Qubes qrexec, keys never leave"
-)]
+#[command(name = "qvault", version, about = "qvault vault daemon: signs over Qubes qrexec, keys never leave")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -98,15 +95,38 @@ enum Cmd {
         #[command(flatten)]
         home: HomeArg,
     },
+    /// The attestation log.
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// Print the log's verifier key (give it to auditors).
+    Key {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Also write it to this file
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write the whole log, in the export format qvault-audit reads, to stdout.
+    Export {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Print the newest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
+    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -125,11 +145,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a command waits for another process holding the log.
+const LOG_WAIT: Duration = Duration::from_secs(30);
+
 fn open_vault(home: &Home) -> anyhow::Result<Vault> {
     home.config()?;
-    Ok(Vault {
-        keystore: Keystore::load(&home.keys_dir())?,
-    })
+    let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
+    Ok(Vault { keystore: Keystore::load(&home.keys_dir())?, log })
+}
+
+/// The verifier key, read without taking the writer lock (a daemon may hold it).
+fn read_log_key(home: &Home) -> anyhow::Result<String> {
+    let dir = home.log_dir();
+    let mut seed = [0u8; 32];
+    std::fs::File::open(dir.join("key"))
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .with_context(|| format!("reading the log key in {}", dir.display()))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    zeroize::Zeroize::zeroize(&mut seed);
+    let origin = std::fs::read_to_string(dir.join("origin"))?.trim().to_owned();
+    Ok(qvault_attest::Verifier { name: origin, key: key.verifying_key() }.encode())
 }
 
 fn run(cmd: Cmd) -> anyhow::Result<()> {
@@ -141,31 +176,23 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
             home.init(&name)?;
+            let log = log::Log::create(&home.log_dir(), &name)?;
+            println!("log key: {}", log.verifier().encode());
             println!("initialized vault {name:?} in {}", home.root().display());
         }
-        Cmd::Keygen {
-            home,
-            userid,
-            algo,
-            expire,
-        } => {
+        Cmd::Keygen { home, userid, algo, expire } => {
             let home = Home::resolve(home.home)?;
             home.config()?;
             anyhow::ensure!(!userid.trim().is_empty(), "the user ID is empty");
-            anyhow::ensure!(
-                !userid.chars().any(char::is_control),
-                "the user ID has control characters"
-            );
+            anyhow::ensure!(!userid.chars().any(char::is_control), "the user ID has control characters");
             let expiry = keygen::parse_expiry(&expire).map_err(anyhow::Error::msg)?;
             let mut ks = Keystore::load(&home.keys_dir())?;
+            let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
             let (cert, rev) = keygen::generate(&userid, algo, expiry)?;
-            let fpr = ks.add(cert, Origin::Generated)?;
+            let fpr = ks.add(cert, Origin::Generated, &log)?;
             let mut rev_bytes = Vec::new();
             openpgp::serialize::Serialize::serialize(&openpgp::Packet::from(rev), &mut rev_bytes)?;
-            fsutil::write_private(
-                &home.keys_dir().join(format!("{}.rev", fpr.to_hex())),
-                &rev_bytes,
-            )?;
+            fsutil::write_private(&home.keys_dir().join(format!("{}.rev", fpr.to_hex())), &rev_bytes)?;
             println!("{}", fpr.to_hex());
         }
         Cmd::Import { home, file } => {
@@ -179,7 +206,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let cert = openpgp::Cert::from_bytes(&bytes).context("not an OpenPGP key")?;
             zeroize::Zeroize::zeroize(&mut bytes);
             let mut ks = Keystore::load(&home.keys_dir())?;
-            let fpr = ks.add(cert, Origin::Imported)?;
+            let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
+            let fpr = ks.add(cert, Origin::Imported, &log)?;
             println!("{}", fpr.to_hex());
         }
         Cmd::List { home } => {
@@ -196,33 +224,46 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Serve {
-            home,
-            socket,
-            max_calls,
-            io_timeout,
-        } => {
+        Cmd::Serve { home, socket, max_calls, io_timeout } => {
             let home = Home::resolve(home.home)?;
             let vault = open_vault(&home)?;
             anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
+            let interfaces = log::interfaces();
+            let version = env!("CARGO_PKG_VERSION").to_owned();
+            vault.log.append(None, |_| Ok((qvault_attest::Event::DaemonStarted { version, interfaces }, ())))?;
             server::run(
                 vault,
-                server::ServeOptions {
-                    socket,
-                    max_calls,
-                    io_timeout: Duration::from_secs(io_timeout.max(1)),
-                },
+                server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },
             )?;
         }
+        Cmd::Log { cmd } => match cmd {
+            LogCmd::Key { home, output } => {
+                let home = Home::resolve(home.home)?;
+                home.config()?;
+                let key = read_log_key(&home)?;
+                if let Some(p) = output {
+                    std::fs::write(&p, format!("{key}\n")).with_context(|| format!("writing {}", p.display()))?;
+                }
+                println!("{key}");
+            }
+            LogCmd::Export { home } => {
+                let home = Home::resolve(home.home)?;
+                let vault = open_vault(&home)?;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                vault.log.export(&mut out)?;
+                std::io::Write::flush(&mut out)?;
+            }
+            LogCmd::Checkpoint { home } => {
+                let home = Home::resolve(home.home)?;
+                let vault = open_vault(&home)?;
+                print!("{}", vault.log.latest().1);
+            }
+        },
         Cmd::Rpc { home } => {
             let home = Home::resolve(home.home)?;
             let vault = open_vault(&home)?;
             let source = qubes_rpc::transport::remote_domain_from_env()?;
-            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME")
-                .ok()
-                .as_deref()
-                .map(|s| s.split('+').next())
-            {
+            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME").ok().as_deref().map(|s| s.split('+').next()) {
                 Some(Some(qubes_rpc::transport::SERVICE_LOG_READ)) => Service::LogRead,
                 _ => Service::Gpg,
             };

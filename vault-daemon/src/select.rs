@@ -25,15 +25,9 @@ impl Spec {
             Some(b) => (b, true),
             None => (t, false),
         };
-        let hex = body
-            .strip_prefix("0x")
-            .or_else(|| body.strip_prefix("0X"))
-            .unwrap_or(body);
+        let hex = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")).unwrap_or(body);
         if matches!(hex.len(), 8 | 16 | 40 | 64) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Spec::KeyId {
-                hex: hex.to_ascii_uppercase(),
-                exact,
-            };
+            return Spec::KeyId { hex: hex.to_ascii_uppercase(), exact };
         }
         if let Some(rest) = t.strip_prefix('=') {
             return Spec::ExactUid(rest.to_owned());
@@ -68,9 +62,7 @@ impl Spec {
             Spec::KeyId { .. } => false,
             Spec::ExactUid(u) => uid == u,
             Spec::Email(e) => email_of(uid).is_some_and(|m| m.eq_ignore_ascii_case(e)),
-            Spec::EmailPart(p) => {
-                email_of(uid).is_some_and(|m| m.to_ascii_lowercase().contains(p.as_str()))
-            }
+            Spec::EmailPart(p) => email_of(uid).is_some_and(|m| m.to_ascii_lowercase().contains(p.as_str())),
             Spec::Substring(s) => uid.to_lowercase().contains(s.as_str()),
         }
     }
@@ -99,13 +91,7 @@ mod tests {
         assert!(Spec::parse("01234567").matches_key(FPR));
         assert!(Spec::parse(FPR).matches_key(FPR));
         assert!(Spec::parse(&format!("{FPR}!")).matches_key(FPR));
-        assert_eq!(
-            Spec::parse(&format!("{FPR}!")),
-            Spec::KeyId {
-                hex: FPR.into(),
-                exact: true
-            }
-        );
+        assert_eq!(Spec::parse(&format!("{FPR}!")), Spec::KeyId { hex: FPR.into(), exact: true });
         assert!(!Spec::parse("89ABCDEF01234568").matches_key(FPR));
         assert!(!Spec::parse("0123456789ABCDEF").matches_key(FPR));
     }

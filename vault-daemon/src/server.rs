@@ -38,8 +38,7 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!("another daemon is listening on {}", path.display());
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
     }
     UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))
 }
@@ -83,11 +82,7 @@ async fn serve(vault: Arc<Vault>, opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(
-    vault: &Vault,
-    stream: std::os::unix::net::UnixStream,
-    timeout: Duration,
-) -> anyhow::Result<()> {
+fn call(vault: &Vault, stream: std::os::unix::net::UnixStream, timeout: Duration) -> anyhow::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

@@ -11,13 +11,16 @@ use std::time::SystemTime;
 use openpgp::serialize::Marshal as _;
 use qubes_rpc::frame::FrameError;
 use qubes_rpc::{
-    ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyInfo, Op, QubeName, Request, RpcError,
-    ServerFrame, SignRequest, SignResult, CHUNK_SIZE,
+    CheckpointReply, ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyInfo, Op, QubeName, Request, RpcError,
+    ServerFrame, SignMode, SignRequest, SignResult, CHUNK_SIZE,
 };
 use sequoia_openpgp as openpgp;
 
 use crate::keystore::{self, Keystore};
-use crate::sign::SignJob;
+use crate::log::Log;
+use crate::sign::{self, Notation, SignJob};
+use qvault_attest::entry::{Event, NOTATION};
+use sha2::{Digest, Sha256};
 
 /// What a call may do, from the qrexec service it came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +31,10 @@ pub enum Service {
     LogRead,
 }
 
-/// Everything a call needs, shared read-only between calls.
+/// Everything a call needs, shared between calls.
 pub struct Vault {
     pub keystore: Keystore,
+    pub log: Log,
 }
 
 /// A refusal to answer with an `Error` frame.
@@ -85,10 +89,8 @@ pub fn serve_call<R: Read, W: Write>(
         Err(Failure::Transport(e)) => {
             // A malformed frame still gets an answer if the peer is listening.
             if !e.is_disconnect() && !matches!(e, FrameError::Io(_)) {
-                let _ = writer.send(&ServerFrame::Error(RpcError {
-                    code: ErrorCode::BadRequest,
-                    message: e.to_string(),
-                }));
+                let _ =
+                    writer.send(&ServerFrame::Error(RpcError { code: ErrorCode::BadRequest, message: e.to_string() }));
                 let _ = writer.flush();
             }
             Err(e)
@@ -109,9 +111,7 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
             })?;
             Ok(Some(req))
         }
-        Some(_) => {
-            Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into())
-        }
+        Some(_) => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
     }
 }
 
@@ -138,12 +138,8 @@ fn dispatch<R: Read, W: Write>(
         (Service::Gpg, Op::ExportPublic { selectors }) => {
             let mut out = Vec::new();
             for k in vault.keystore.find(&selectors) {
-                keystore::export_public(&k.cert, &mut out).map_err(|e| {
-                    Refusal::new(
-                        ErrorCode::Internal,
-                        format!("cannot serialize certificate: {e}"),
-                    )
-                })?;
+                keystore::export_public(&k.cert, &mut out)
+                    .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize certificate: {e}")))?;
             }
             for chunk in out.chunks(CHUNK_SIZE) {
                 writer.send(&ServerFrame::Output(chunk))?;
@@ -152,14 +148,66 @@ fn dispatch<R: Read, W: Write>(
             Ok(())
         }
         (Service::Gpg, Op::Sign(sreq)) => sign(vault, source, &sreq, reader, writer),
-        (Service::LogRead, Op::Checkpoint { .. }) | (Service::Gpg, Op::Checkpoint { .. }) => {
-            Err(Refusal::new(ErrorCode::Unavailable, "this vault keeps no log").into())
+        (_, Op::Checkpoint { old_size }) => {
+            let (checkpoint, proof) = vault
+                .log
+                .consistency(old_size.unwrap_or(0))
+                .map_err(|e| Refusal::new(ErrorCode::Internal, format!("log: {e}")))?;
+            writer.send(&ServerFrame::Checkpoint(CheckpointReply { checkpoint, consistency: proof }))?;
+            Ok(())
         }
-        (Service::LogRead, _) => Err(Refusal::new(
-            ErrorCode::Denied,
-            "qvault.LogRead only reads the log; use qvault.Gpg to sign",
-        )
-        .into()),
+        (Service::LogRead, Op::ExportLog) => {
+            let mut sink = OutputSink { writer, buf: Vec::with_capacity(CHUNK_SIZE), err: None };
+            let res = vault.log.export(&mut sink);
+            if let Some(e) = sink.err.take() {
+                return Err(Failure::Transport(e));
+            }
+            res.map_err(|e| Refusal::new(ErrorCode::Internal, format!("log: {e}")))?;
+            sink.flush_buf()?;
+            writer.send(&ServerFrame::Exported)?;
+            Ok(())
+        }
+        (Service::Gpg, Op::ExportLog) => {
+            Err(Refusal::new(ErrorCode::Denied, "the log is exported over qvault.LogRead, not qvault.Gpg").into())
+        }
+        (Service::LogRead, _) => {
+            Err(Refusal::new(ErrorCode::Denied, "qvault.LogRead only reads the log; use qvault.Gpg to sign").into())
+        }
+    }
+}
+
+/// Turns a byte stream into `Output` frames of at most one chunk.
+struct OutputSink<'w, W: Write> {
+    writer: &'w mut FrameWriter<W>,
+    buf: Vec<u8>,
+    err: Option<FrameError>,
+}
+
+impl<W: Write> OutputSink<'_, W> {
+    fn flush_buf(&mut self) -> Result<(), FrameError> {
+        if !self.buf.is_empty() {
+            self.writer.send(&ServerFrame::Output(&self.buf))?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for OutputSink<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            if let Err(e) = self.flush_buf() {
+                self.err = Some(e);
+                return Err(std::io::Error::other("connection failed"));
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -170,51 +218,62 @@ fn sign<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let key = vault
-        .keystore
-        .signing_key(req.key.as_deref())
-        .map_err(|e| Refusal::new(e.code(), e.to_string()))?;
-    let mut job =
-        SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+    let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&key);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     loop {
         match reader.next::<ClientFrame<'_>>()? {
             Some(ClientFrame::Data(d)) => {
-                job.update(d)
-                    .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+                job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
             Some(ClientFrame::End) => break,
             Some(ClientFrame::Request(_)) => {
-                return Err(Refusal::new(
-                    ErrorCode::BadRequest,
-                    "unexpected request frame in the data stream",
-                )
-                .into())
+                return Err(Refusal::new(ErrorCode::BadRequest, "unexpected request frame in the data stream").into())
             }
             None => return Err(FrameError::Truncated.into()),
         }
     }
     let created = SystemTime::now();
-    let finished = job
-        .finish(&key, created, &[])
-        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
-    let mut signature = Vec::new();
-    openpgp::Packet::from(finished.signature.clone())
-        .serialize(&mut signature)
-        .map_err(|e| {
-            Refusal::new(
-                ErrorCode::Internal,
-                format!("cannot serialize signature: {e}"),
-            )
-        })?;
-    tracing::info!(
-        source = %source,
-        key = %plan.signer_fpr,
-        bytes = finished.data_len,
-        "signature made"
-    );
+    let mode = match req.mode {
+        SignMode::Detached => "detached",
+        SignMode::Cleartext => "cleartext",
+        SignMode::Inline => "inline",
+    };
+    let sig_type = if plan.sig_class == 1 { "text" } else { "binary" };
+    let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
+    let origin = vault.log.origin().to_owned();
+    // The entry's index goes into the signature, and the signature's digest into
+    // the entry: both are made under the log's append lock, then made durable,
+    // and only then is the signature sent.
+    let (index, (finished, signature), entry_bytes) = vault
+        .log
+        .append(Some(source.to_string()), |index| {
+            let notation = Notation { name: NOTATION.into(), value: format!("{origin} {index}") };
+            let finished = job.finish(&key, created, &[notation])?;
+            let mut signature = Vec::new();
+            openpgp::Packet::from(finished.signature.clone()).serialize(&mut signature)?;
+            let event = Event::Signature {
+                key: plan.signer_fpr.clone(),
+                primary: plan.primary_fpr.clone(),
+                sig_type: sig_type.into(),
+                mode: mode.into(),
+                hash_algo: hash_name.clone(),
+                data_digest: hex::encode(&finished.data_digest),
+                data_len: finished.data_len,
+                sig_digest: hex::encode(Sha256::digest(&signature)),
+                decision: "allow".into(),
+            };
+            Ok((event, (finished, signature)))
+        })
+        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("signing failed: {e:#}")))?;
+    let key_entry = Some((key.stored.provenance.log_index, key.stored.provenance.log_entry.clone().into_bytes()));
+    let receipt = vault
+        .log
+        .receipt(index, entry_bytes, key_entry, req.known_log_size)
+        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("log: {e}")))?;
+    tracing::info!(source = %source, key = %plan.signer_fpr, bytes = finished.data_len, index, "signature made");
     let created = finished
         .signature
         .signature_creation_time()
@@ -228,7 +287,8 @@ fn sign<R: Read, W: Write>(
         created,
         signer_fpr: plan.signer_fpr,
         primary_fpr: plan.primary_fpr,
-        receipt: Vec::new(),
+        receipt: receipt.encode(),
+        log_key: vault.log.verifier().encode(),
     }))?;
     Ok(())
 }

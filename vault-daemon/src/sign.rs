@@ -57,13 +57,7 @@ impl SignJob {
             (_, false) => (Canon::Binary, SignatureType::Binary),
         };
         let ctx = hash_algorithm(hash).context()?.for_signature(4);
-        Ok(SignJob {
-            canon: Canonicalizer::new(canon),
-            ctx,
-            sig_type,
-            hash,
-            len: 0,
-        })
+        Ok(SignJob { canon: Canonicalizer::new(canon), ctx, sig_type, hash, len: 0 })
     }
 
     pub fn plan(&self, key: &SigningKey<'_>) -> SignPlan {
@@ -82,10 +76,6 @@ impl SignJob {
         self.canon.update(data, &mut |b| ctx.update(b))
     }
 
-    pub fn data_len(&self) -> u64 {
-        self.len
-    }
-
     /// The digest of the canonical data so far (the hash state is cloned).
     pub fn data_digest(&self) -> anyhow::Result<Vec<u8>> {
         let mut c = self.ctx.clone();
@@ -101,25 +91,21 @@ impl SignJob {
         notations: &[Notation],
     ) -> anyhow::Result<Finished> {
         let data_digest = self.data_digest()?;
-        let mut builder =
-            SignatureBuilder::new(self.sig_type).set_signature_creation_time(created)?;
+        let mut builder = SignatureBuilder::new(self.sig_type).set_signature_creation_time(created)?;
         for n in notations {
             builder = builder.add_notation(
                 &n.name,
                 n.value.as_bytes(),
-                openpgp::packet::signature::subpacket::NotationDataFlags::empty()
-                    .set_human_readable(),
+                openpgp::packet::signature::subpacket::NotationDataFlags::empty().set_human_readable(),
                 false,
             )?;
         }
-        let mut keypair = key.key.clone().into_keypair().map_err(|_| {
-            anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected")
-        })?;
+        let mut keypair = key
+            .key
+            .clone()
+            .into_keypair()
+            .map_err(|_| anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected"))?;
         let signature = builder.sign_hash(&mut keypair, self.ctx)?;
-        Ok(Finished {
-            signature,
-            data_digest,
-            data_len: self.len,
-        })
+        Ok(Finished { signature, data_digest, data_len: self.len })
     }
 }

@@ -1,0 +1,355 @@
+//! The auditor's checks, shared by `qvault-audit` and the tests: full log
+//! replay, one signature with its receipt or the log, consistency of two
+//! checkpoints. Each returns a report; none trusts the client qube.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use openpgp::packet::Signature;
+use openpgp::parse::stream::{DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationHelper};
+use openpgp::parse::{PacketParser, PacketParserResult, Parse as _};
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::Marshal as _;
+use openpgp::{Cert, KeyHandle, Packet};
+use sequoia_openpgp as openpgp;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::bundle::{self, Record};
+use crate::entry::{Entry, Event, NOTATION};
+use crate::merkle::{leaf_hash, Hash, MemTree, Subtrees as _};
+use crate::note::{Checkpoint, Verifier};
+use crate::receipt::{decode_cert, Receipt};
+
+/// Stop collecting problems after this many; the verdict is already "failed".
+const MAX_PROBLEMS: usize = 50;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub fingerprint: String,
+    pub origin: &'static str,
+    pub time: i64,
+    pub index: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct LogReport {
+    pub ok: bool,
+    pub entries: u64,
+    pub root: String,
+    pub origin: Option<String>,
+    pub checkpoints_verified: usize,
+    pub latest_checkpoint_size: Option<u64>,
+    pub signatures: u64,
+    pub keys: Vec<KeyRecord>,
+    pub problems: Vec<String>,
+    #[serde(skip)]
+    pub tree: MemTree,
+    #[serde(skip)]
+    pub entry_bytes: Vec<Vec<u8>>,
+}
+
+impl LogReport {
+    fn problem(&mut self, p: String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+}
+
+/// Replays a log export: every entry well-formed and in place, the root
+/// recomputed, every checkpoint (stored, and `extra` ones from clients or
+/// receipts) signed by the log key and consistent with the entries, and the
+/// newest checkpoint covering every entry. `keep_entries` keeps the entries'
+/// bytes for later lookups.
+pub fn verify_log<R: BufRead>(input: R, key: &Verifier, extra: &[String], keep_entries: bool) -> LogReport {
+    let mut rep = LogReport::default();
+    let mut notes: Vec<(String, String)> = Vec::new();
+    match bundle::Reader::new(input) {
+        Err(e) => rep.problem(e.to_string()),
+        Ok(mut r) => loop {
+            match r.next_record() {
+                Ok(None) => break,
+                Ok(Some(Record::Entry(bytes))) => {
+                    let pos = rep.tree.size();
+                    match Entry::parse(&bytes, pos) {
+                        Ok(e) => account(&mut rep, &e, key),
+                        Err(err) => rep.problem(format!("entry {pos}: {err}")),
+                    }
+                    rep.tree.push_leaf(leaf_hash(&bytes));
+                    if keep_entries {
+                        rep.entry_bytes.push(bytes);
+                    }
+                }
+                Ok(Some(Record::Checkpoint(n))) => notes.push((format!("stored checkpoint (line {})", r.line()), n)),
+                Err(e) => {
+                    rep.problem(e.to_string());
+                    break;
+                }
+            }
+        },
+    }
+    for (i, n) in extra.iter().enumerate() {
+        notes.push((format!("given checkpoint #{}", i + 1), n.clone()));
+    }
+    rep.entries = rep.tree.size();
+    rep.root = hex::encode(rep.tree.root());
+    if rep.entries == 0 {
+        rep.problem("the log has no entries".into());
+    }
+    let mut by_size: BTreeMap<u64, (String, Hash, String)> = BTreeMap::new();
+    for (what, note) in &notes {
+        let cp = match Checkpoint::open(note, key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                rep.problem(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        if let Some((w0, root0, n0)) = by_size.get(&cp.size) {
+            if *root0 != cp.root {
+                rep.problem(format!(
+                    "equivocation: two checkpoints signed by the log key for size {} with different roots\n--- {w0}:\n{n0}--- {what}:\n{note}",
+                    cp.size
+                ));
+                continue;
+            }
+        }
+        if cp.size > rep.entries {
+            rep.problem(format!(
+                "log truncated or rolled back: {what} covers {} entries but the log has {}\n{note}",
+                cp.size, rep.entries
+            ));
+            continue;
+        }
+        let Ok(root) = rep.tree.range(0, cp.size);
+        if root != cp.root {
+            rep.problem(format!(
+                "{what} for size {} does not match the log's entries (tampered or forked log)\n{note}",
+                cp.size
+            ));
+            continue;
+        }
+        rep.checkpoints_verified += 1;
+        by_size.insert(cp.size, (what.clone(), cp.root, note.clone()));
+    }
+    rep.latest_checkpoint_size = by_size.keys().next_back().copied();
+    match rep.latest_checkpoint_size {
+        None => rep.problem("no valid checkpoint signed by the log key".into()),
+        Some(s) if s < rep.entries => rep.problem(format!(
+            "entries {s}..{} are not covered by any checkpoint signed by the log key",
+            rep.entries - 1
+        )),
+        _ => {}
+    }
+    rep.ok = rep.problems.is_empty();
+    rep
+}
+
+fn account(rep: &mut LogReport, e: &Entry, key: &Verifier) {
+    if let Event::LogCreated { origin, log_key, .. } = &e.event {
+        if e.index != 0 {
+            rep.problem(format!("entry {}: a second log_created entry", e.index));
+        }
+        if *log_key != key.encode() || *origin != key.name {
+            rep.problem(format!("entry {}: the log was created with a different log key or origin", e.index));
+        }
+        rep.origin = Some(origin.clone());
+    } else if e.index == 0 {
+        rep.problem("entry 0 is not log_created".into());
+    }
+    if let Some((fpr, origin, _)) = e.key_fact() {
+        rep.keys.push(KeyRecord { fingerprint: fpr.to_owned(), origin, time: e.time, index: e.index });
+    }
+    if matches!(e.event, Event::Signature { .. }) {
+        rep.signatures += 1;
+    }
+}
+
+/// The log position a signature claims: `(origin, index)` from its notation.
+pub fn log_position(sig: &Signature) -> Option<(String, u64)> {
+    sig.notation(NOTATION).find_map(|v| {
+        let s = std::str::from_utf8(v).ok()?;
+        let (origin, index) = s.rsplit_once(' ')?;
+        Some((origin.to_owned(), index.parse().ok()?))
+    })
+}
+
+pub fn sig_digest(sig: &Signature) -> String {
+    let mut bytes = Vec::new();
+    let _ = Packet::from(sig.clone()).serialize(&mut bytes);
+    hex::encode(Sha256::digest(&bytes))
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SignatureReport {
+    pub ok: bool,
+    pub signature_valid: bool,
+    pub signer: Option<String>,
+    pub primary: Option<String>,
+    pub log_index: Option<u64>,
+    pub logged: bool,
+    pub key_origin: Option<String>,
+    pub key_time: Option<i64>,
+    pub key_index: Option<u64>,
+    pub checkpoint_size: Option<u64>,
+    pub signed_at: Option<i64>,
+    pub caller: Option<String>,
+    pub problems: Vec<String>,
+}
+
+/// Where `verify-signature` finds the entries.
+pub enum Evidence<'a> {
+    Receipt(&'a [u8]),
+    Log(LogReport),
+}
+
+fn signatures_in(bytes: &[u8]) -> Vec<Signature> {
+    let mut out = Vec::new();
+    let Ok(mut ppr) = PacketParser::from_bytes(bytes) else { return out };
+    while let PacketParserResult::Some(pp) = ppr {
+        match pp.next() {
+            Ok((Packet::Signature(s), next)) => {
+                out.push(s);
+                ppr = next;
+            }
+            Ok((_, next)) => ppr = next,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+struct OneCert(Cert);
+
+impl VerificationHelper for OneCert {
+    fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(vec![self.0.clone()])
+    }
+    fn check(&mut self, s: MessageStructure<'_>) -> openpgp::Result<()> {
+        for layer in s {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                if results.iter().any(|r| r.is_ok()) {
+                    return Ok(());
+                }
+            }
+        }
+        Err(anyhow::anyhow!("no valid signature"))
+    }
+}
+
+/// Verifies a detached signature over `data` and its log entry.
+pub fn verify_signature(
+    data: &mut (dyn std::io::Read + Send + Sync),
+    sig_bytes: &[u8],
+    evidence: Evidence<'_>,
+    key: &Verifier,
+) -> SignatureReport {
+    let mut rep = SignatureReport::default();
+    let sigs = signatures_in(sig_bytes);
+    let Some(sig) = sigs.first() else {
+        rep.problems.push("no OpenPGP signature found".into());
+        return rep;
+    };
+    rep.signed_at = sig
+        .signature_creation_time()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    let Some((origin, index)) = log_position(sig) else {
+        rep.problems.push(format!("the signature carries no {NOTATION} notation: it was not made by a qvault vault"));
+        return rep;
+    };
+    rep.log_index = Some(index);
+    if origin != key.name {
+        rep.problems.push(format!("the signature names log {origin:?}, not {:?}", key.name));
+        return rep;
+    }
+    let (entry, key_entry) = match evidence {
+        Evidence::Receipt(bytes) => match Receipt::parse(bytes).and_then(|r| {
+            let v = r.verify(key)?;
+            Ok((r, v))
+        }) {
+            Ok((_, v)) => {
+                rep.checkpoint_size = Some(v.checkpoint.size);
+                (v.entry, v.key_entry)
+            }
+            Err(e) => {
+                rep.problems.push(format!("receipt: {e}"));
+                return rep;
+            }
+        },
+        Evidence::Log(log) => {
+            if !log.ok {
+                rep.problems.push("the log does not verify (run verify-log for details)".into());
+                return rep;
+            }
+            rep.checkpoint_size = log.latest_checkpoint_size;
+            let Some(bytes) = log.entry_bytes.get(index as usize) else {
+                rep.problems.push(format!("the log has no entry {index}"));
+                return rep;
+            };
+            let entry = match Entry::parse(bytes, index) {
+                Ok(e) => e,
+                Err(e) => {
+                    rep.problems.push(format!("entry {index}: {e}"));
+                    return rep;
+                }
+            };
+            let primary = match &entry.event {
+                Event::Signature { primary, .. } => primary.clone(),
+                _ => String::new(),
+            };
+            let key_entry = log
+                .keys
+                .iter()
+                .find(|k| k.fingerprint == primary && k.index < index)
+                .and_then(|k| log.entry_bytes.get(k.index as usize))
+                .and_then(|b| Entry::parse(b, 0).ok().or_else(|| serde_json::from_slice(b).ok()));
+            (entry, key_entry)
+        }
+    };
+    let Event::Signature { key: signer, primary, sig_digest: logged_digest, .. } = &entry.event else {
+        rep.problems.push(format!("log entry {index} is a {} entry, not a signature", entry.kind()));
+        return rep;
+    };
+    rep.signer = Some(signer.clone());
+    rep.primary = Some(primary.clone());
+    rep.caller = entry.source.clone();
+    if *logged_digest != sig_digest(sig) {
+        rep.problems.push(format!("the signature is not the one logged at entry {index} (digest differs)"));
+    } else {
+        rep.logged = true;
+    }
+    let Some(ke) = key_entry else {
+        rep.problems.push(format!("no log entry says where key {primary} came from"));
+        return rep;
+    };
+    let Some((fpr, how, cert_b64)) = ke.key_fact() else {
+        rep.problems.push("the key entry is not a key event".into());
+        return rep;
+    };
+    if fpr != primary {
+        rep.problems.push("the key entry is for another key".into());
+        return rep;
+    }
+    rep.key_origin = Some(how.to_owned());
+    rep.key_time = Some(ke.time);
+    rep.key_index = Some(ke.index);
+    let cert = decode_cert(cert_b64).and_then(|b| Cert::from_bytes(&b).ok());
+    let Some(cert) = cert else {
+        rep.problems.push("the key entry's certificate does not parse".into());
+        return rep;
+    };
+    let p = StandardPolicy::new();
+    let mut one = Vec::new();
+    let _ = Packet::from(sig.clone()).serialize(&mut one);
+    let valid = DetachedVerifierBuilder::from_bytes(&one)
+        .and_then(|b| b.with_policy(&p, None, OneCert(cert)))
+        .and_then(|mut v| v.verify_reader(data));
+    match valid {
+        Ok(()) => rep.signature_valid = true,
+        Err(e) => rep.problems.push(format!("the signature does not verify over the file: {e}")),
+    }
+    rep.ok = rep.problems.is_empty() && rep.signature_valid && rep.logged;
+    rep
+}

@@ -1,0 +1,227 @@
+//! Log entries: one JSON object per entry, specified in `docs/log-format.md`.
+//! The leaf hash covers the entry's exact bytes, so verifiers never re-encode:
+//! they hash the bytes they were given and parse them to read the facts.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the entry encoding.
+pub const ENTRY_VERSION: u32 = 1;
+/// Longest entry accepted from outside, in bytes.
+pub const MAX_ENTRY: usize = 64 * 1024;
+/// The notation that binds a signature to its log entry: value `<origin> <index>`.
+pub const NOTATION: &str = "log@qvault.invalid";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Encoding version, [`ENTRY_VERSION`].
+    pub v: u32,
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// Seconds since the epoch, vault clock.
+    pub time: i64,
+    /// The calling qube, for events caused by a qrexec call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// First entry of every log.
+    LogCreated { vault: String, origin: String, log_key: String },
+    /// A key generated inside the vault. `cert` is the public certificate, base64.
+    KeyGenerated { fingerprint: String, algorithm: String, created: i64, cert: String },
+    /// A secret key brought in from elsewhere.
+    KeyImported { fingerprint: String, algorithm: String, created: i64, cert: String },
+    /// A key held by the vault's gpg-agent (software or smartcard).
+    KeyAttached { fingerprint: String, algorithm: String, created: i64, cert: String, card: bool },
+    /// A signature made by the vault.
+    Signature {
+        /// The (sub)key that signed.
+        key: String,
+        /// Its certificate's primary key.
+        primary: String,
+        /// `binary` or `text`.
+        sig_type: String,
+        /// `detached`, `cleartext` or `inline`.
+        mode: String,
+        hash_algo: String,
+        /// Hash (with `hash_algo`) of the canonical signed data, hex.
+        data_digest: String,
+        data_len: u64,
+        /// SHA-256 of the signature packet as sent to the client, hex.
+        sig_digest: String,
+        /// The policy decision that allowed it.
+        decision: String,
+    },
+    /// The daemon started; `interfaces` are the network interfaces it saw.
+    DaemonStarted { version: String, interfaces: Vec<String> },
+    /// The policy file changed; SHA-256 of its new content.
+    PolicyChanged { policy_digest: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EntryError {
+    #[error("entry is longer than {MAX_ENTRY} bytes")]
+    TooLong,
+    #[error("entry is not valid JSON of a known kind: {0}")]
+    Json(String),
+    #[error("entry encoding version {0} is not supported")]
+    Version(u32),
+    #[error("entry claims index {claimed} at position {actual}")]
+    Index { claimed: u64, actual: u64 },
+    #[error("entry field {0} is malformed")]
+    Field(&'static str),
+}
+
+fn is_hex(s: &str, len: Option<usize>) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) && len.is_none_or(|l| s.len() == l)
+}
+
+fn is_fpr(s: &str) -> bool {
+    is_hex(s, Some(40)) || is_hex(s, Some(64))
+}
+
+impl Entry {
+    pub fn new(index: u64, time: i64, source: Option<String>, event: Event) -> Entry {
+        Entry { v: ENTRY_VERSION, index, time, source, event }
+    }
+
+    /// The entry's bytes as stored (compact JSON, no newline).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain types cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and checks an entry found at `position`.
+    pub fn parse(bytes: &[u8], position: u64) -> Result<Entry, EntryError> {
+        if bytes.len() > MAX_ENTRY {
+            return Err(EntryError::TooLong);
+        }
+        let e: Entry = serde_json::from_slice(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
+        if e.v != ENTRY_VERSION {
+            return Err(EntryError::Version(e.v));
+        }
+        if e.index != position {
+            return Err(EntryError::Index { claimed: e.index, actual: position });
+        }
+        e.check_fields()?;
+        Ok(e)
+    }
+
+    fn check_fields(&self) -> Result<(), EntryError> {
+        match &self.event {
+            Event::KeyGenerated { fingerprint, cert, .. }
+            | Event::KeyImported { fingerprint, cert, .. }
+            | Event::KeyAttached { fingerprint, cert, .. } => {
+                if !is_fpr(fingerprint) {
+                    return Err(EntryError::Field("fingerprint"));
+                }
+                if cert.is_empty() {
+                    return Err(EntryError::Field("cert"));
+                }
+            }
+            Event::Signature { key, primary, sig_type, mode, data_digest, sig_digest, .. } => {
+                if !is_fpr(key) || !is_fpr(primary) {
+                    return Err(EntryError::Field("key"));
+                }
+                if !matches!(sig_type.as_str(), "binary" | "text") {
+                    return Err(EntryError::Field("sig_type"));
+                }
+                if !matches!(mode.as_str(), "detached" | "cleartext" | "inline") {
+                    return Err(EntryError::Field("mode"));
+                }
+                if !is_hex(data_digest, None) || data_digest.len() % 2 != 0 {
+                    return Err(EntryError::Field("data_digest"));
+                }
+                if !is_hex(sig_digest, Some(64)) {
+                    return Err(EntryError::Field("sig_digest"));
+                }
+            }
+            Event::PolicyChanged { policy_digest } => {
+                if !is_hex(policy_digest, Some(64)) {
+                    return Err(EntryError::Field("policy_digest"));
+                }
+            }
+            Event::LogCreated { .. } | Event::DaemonStarted { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// For key events: (fingerprint, how the key came to be, certificate base64).
+    pub fn key_fact(&self) -> Option<(&str, &'static str, &str)> {
+        match &self.event {
+            Event::KeyGenerated { fingerprint, cert, .. } => Some((fingerprint, "generated in the vault", cert)),
+            Event::KeyImported { fingerprint, cert, .. } => Some((fingerprint, "imported", cert)),
+            Event::KeyAttached { fingerprint, cert, card: true, .. } => {
+                Some((fingerprint, "attached from gpg-agent (smartcard)", cert))
+            }
+            Event::KeyAttached { fingerprint, cert, .. } => Some((fingerprint, "attached from gpg-agent", cert)),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match &self.event {
+            Event::LogCreated { .. } => "log_created",
+            Event::KeyGenerated { .. } => "key_generated",
+            Event::KeyImported { .. } => "key_imported",
+            Event::KeyAttached { .. } => "key_attached",
+            Event::Signature { .. } => "signature",
+            Event::DaemonStarted { .. } => "daemon_started",
+            Event::PolicyChanged { .. } => "policy_changed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig_event() -> Event {
+        Event::Signature {
+            key: "A".repeat(40),
+            primary: "B".repeat(40),
+            sig_type: "binary".into(),
+            mode: "detached".into(),
+            hash_algo: "SHA256".into(),
+            data_digest: "00".repeat(32),
+            data_len: 6,
+            sig_digest: "11".repeat(32),
+            decision: "allow".into(),
+        }
+    }
+
+    #[test]
+    fn encoding_is_pinned() {
+        let e = Entry::new(3, 1700000000, Some("work".into()), Event::PolicyChanged { policy_digest: "ab".repeat(32) });
+        let s = String::from_utf8(e.encode()).unwrap();
+        assert_eq!(
+            s,
+            format!(
+                r#"{{"v":1,"index":3,"time":1700000000,"source":"work","kind":"policy_changed","policy_digest":"{}"}}"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(Entry::parse(s.as_bytes(), 3).unwrap(), e);
+    }
+
+    #[test]
+    fn parse_rejects_defects() {
+        let e = Entry::new(5, 1, None, sig_event());
+        let b = e.encode();
+        assert_eq!(Entry::parse(&b, 4), Err(EntryError::Index { claimed: 5, actual: 4 }));
+        let mut bad = e.clone();
+        if let Event::Signature { sig_digest, .. } = &mut bad.event {
+            *sig_digest = "zz".into();
+        }
+        assert_eq!(Entry::parse(&bad.encode(), 5), Err(EntryError::Field("sig_digest")));
+        assert!(matches!(Entry::parse(b"{\"v\":1}", 0), Err(EntryError::Json(_))));
+        assert!(matches!(Entry::parse(&b[..b.len() - 1], 5), Err(EntryError::Json(_))));
+        let v2 = String::from_utf8(b).unwrap().replace("\"v\":1", "\"v\":2");
+        assert_eq!(Entry::parse(v2.as_bytes(), 5), Err(EntryError::Version(2)));
+        assert_eq!(Entry::parse(&vec![b' '; MAX_ENTRY + 1], 0), Err(EntryError::TooLong));
+    }
+}
