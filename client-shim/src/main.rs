@@ -8,28 +8,17 @@
 //! codes (0 success, 1 bad signature, 2 error).
 #![forbid(unsafe_code)]
 
-mod args;
-mod colons;
-mod error;
-mod keyring;
-mod output;
-mod receipts;
-mod refused;
-mod sign;
-mod status;
-mod vault;
-mod verify;
-
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use qubes_rpc::{Op, ServerFrame, SignMode};
 use sequoia_openpgp as openpgp;
 
-use crate::args::{Command, Invocation};
-use crate::colons::Trust;
-use crate::error::ShimError;
-use crate::status::StatusOut;
+use qvault_gpg::args::{self, Command, Invocation};
+use qvault_gpg::colons::{self, Trust};
+use qvault_gpg::error::ShimError;
+use qvault_gpg::status::{self, StatusOut};
+use qvault_gpg::{keyring, output, sign, vault, verify};
 
 fn main() -> ExitCode {
     let inv = match args::parse(std::env::args().skip(1)) {

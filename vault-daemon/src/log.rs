@@ -100,7 +100,8 @@ struct Committed {
     size: u64,
     note: String,
     checkpoint: Checkpoint,
-    history_size: u64,
+    /// Size of the newest checkpoint in the history file.
+    history_size: Option<u64>,
 }
 
 pub struct Log {
@@ -188,17 +189,21 @@ impl Log {
         let frontier = Frontier::from_subtrees(&levels, size)?;
         let checkpoint = Checkpoint { origin: origin.clone(), size, root: frontier.root() };
         let note = checkpoint.sign(&key);
+        let history_size = last_history_size(&dir.join("checkpoints"), &verifier);
         let log = Log {
             dir: dir.to_owned(),
             origin,
             key,
             verifier,
             state: Mutex::new(State { entries, bytes, frontier, levels }),
-            committed: Mutex::new(Committed { size, note, checkpoint, history_size: 0 }),
+            committed: Mutex::new(Committed { size, note, checkpoint, history_size }),
             _lock: lock,
         };
         if size > 0 {
-            log.store_checkpoint(&mut lock_committed(&log), true)?;
+            // Every start refreshes the newest checkpoint; the history gains one
+            // only at the first start or after HISTORY_EVERY new entries.
+            let history = history_size.is_none_or(|h| size >= h + HISTORY_EVERY);
+            log.store_checkpoint(&mut lock_committed(&log), history)?;
         }
         Ok(log)
     }
@@ -261,7 +266,7 @@ impl Log {
         c.checkpoint = Checkpoint { origin: self.origin.clone(), size, root };
         c.note = c.checkpoint.sign(&self.key);
         c.size = size;
-        let history = size >= c.history_size + HISTORY_EVERY;
+        let history = c.history_size.is_none_or(|h| size >= h + HISTORY_EVERY);
         self.store_checkpoint(&mut c, history)?;
         Ok(())
     }
@@ -275,7 +280,7 @@ impl Log {
         if history {
             let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(self.dir.join("checkpoints"))?;
             writeln!(f, "{}", base64::engine::general_purpose::STANDARD.encode(&c.note))?;
-            c.history_size = c.size;
+            c.history_size = Some(c.size);
         }
         Ok(())
     }
@@ -383,6 +388,14 @@ impl Log {
         bundle::write_checkpoint(out, &latest)?;
         Ok(())
     }
+}
+
+/// The size of the last checkpoint in the history file, if it verifies.
+fn last_history_size(path: &Path, v: &Verifier) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let last = text.lines().last()?;
+    let note = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(last).ok()?).ok()?;
+    Checkpoint::open(&note, v).ok().map(|c| c.size)
 }
 
 fn lock_committed(log: &Log) -> MutexGuard<'_, Committed> {

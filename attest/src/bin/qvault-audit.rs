@@ -1,1 +1,308 @@
-fn main() {}
+//! `qvault-audit`: offline verification of qvault logs, signatures and receipts.
+//!
+//! Exit codes: 0 verified, 1 verification failed, 2 usage or input error.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use qvault_attest::audit::{self, Evidence};
+use qvault_attest::bundle::{self, Record};
+use qvault_attest::merkle::verify_consistency;
+use qvault_attest::note::{Checkpoint, Verifier};
+use qvault_attest::receipt::hashes;
+use qvault_attest::Entry;
+
+#[derive(Parser)]
+#[command(name = "qvault-audit", version, about = "Verify qvault attestation logs, signatures and receipts offline")]
+struct Cli {
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct KeyArg {
+    /// The log's verifier key: the key string, or a file holding it
+    #[arg(long, value_name = "KEY|FILE")]
+    log_key: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay a whole log: entries, root, checkpoints.
+    VerifyLog {
+        /// Log export (`qvault log export`)
+        log: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// More signed checkpoints to check against the log (from clients, receipts)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Verify one detached signature and its place in the log.
+    VerifySignature {
+        /// The signed file
+        file: PathBuf,
+        /// The detached signature
+        sig: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The receipt that came with the signature
+        #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+        receipt: Option<PathBuf>,
+        /// The whole log instead of a receipt
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Check that NEW extends OLD (two signed checkpoints).
+    Consistency {
+        old: PathBuf,
+        new: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The log, to compute the proof from
+        #[arg(long, conflicts_with = "proof", required_unless_present = "proof")]
+        log: Option<PathBuf>,
+        /// A consistency proof: hex hashes, one per line
+        #[arg(long)]
+        proof: Option<PathBuf>,
+    },
+    /// List a log's entries.
+    Show { log: PathBuf },
+}
+
+/// A failed verification (exit 1), as opposed to bad input (exit 2).
+struct Failed;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(Failed)) => ExitCode::from(1),
+        Err(e) => {
+            if cli.json {
+                println!("{}", serde_json::json!({ "verdict": "error", "error": format!("{e:#}") }));
+            }
+            eprintln!("qvault-audit: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_limited(p: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    File::open(p).with_context(|| format!("opening {}", p.display()))?.take(limit + 1).read_to_end(&mut v)?;
+    anyhow::ensure!(v.len() as u64 <= limit, "{} is larger than {limit} bytes", p.display());
+    Ok(v)
+}
+
+fn log_key(arg: &KeyArg) -> anyhow::Result<Verifier> {
+    let text = if Path::new(&arg.log_key).is_file() {
+        String::from_utf8(read_limited(Path::new(&arg.log_key), 4096)?)?
+    } else {
+        arg.log_key.clone()
+    };
+    Ok(Verifier::parse(text.trim())?)
+}
+
+fn open_log(p: &Path) -> anyhow::Result<BufReader<File>> {
+    Ok(BufReader::with_capacity(1 << 20, File::open(p).with_context(|| format!("opening {}", p.display()))?))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "verified"
+    } else {
+        "FAILED"
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
+    match &cli.cmd {
+        Cmd::VerifyLog { log, key, checkpoint } => {
+            let key = log_key(key)?;
+            let extra = checkpoint
+                .iter()
+                .map(|p| Ok(String::from_utf8(read_limited(p, 16 * 1024)?)?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let rep = audit::verify_log(open_log(log)?, &key, &extra, false);
+            if cli.json {
+                let mut v = serde_json::to_value(&rep)?;
+                v["verdict"] = verdict(rep.ok).into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("log {}: {}", log.display(), verdict(rep.ok));
+                println!("  origin:      {}", rep.origin.as_deref().unwrap_or("?"));
+                println!("  entries:     {}", rep.entries);
+                println!("  root:        {}", rep.root);
+                println!(
+                    "  checkpoints: {} verified, newest covers {} entries",
+                    rep.checkpoints_verified,
+                    rep.latest_checkpoint_size.unwrap_or(0)
+                );
+                println!("  signatures:  {}", rep.signatures);
+                for k in &rep.keys {
+                    println!("  key {}: {} (entry {}, {})", k.fingerprint, k.origin, k.index, when(k.time));
+                }
+                for p in &rep.problems {
+                    println!("  PROBLEM: {p}");
+                }
+            }
+            Ok(if rep.ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::VerifySignature { file, sig, key, receipt, log } => {
+            let key = log_key(key)?;
+            let sig_bytes = read_limited(sig, 1 << 20)?;
+            let mut data = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+            let receipt_bytes;
+            let evidence = match (receipt, log) {
+                (Some(r), _) => {
+                    receipt_bytes = read_limited(r, qvault_attest::receipt::MAX_RECEIPT as u64)?;
+                    Evidence::Receipt(&receipt_bytes)
+                }
+                (None, Some(l)) => Evidence::Log(audit::verify_log(open_log(l)?, &key, &[], true)),
+                (None, None) => anyhow::bail!("give --receipt or --log"),
+            };
+            let rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);
+            if cli.json {
+                let mut v = serde_json::to_value(&rep)?;
+                v["verdict"] = verdict(rep.ok).into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("signature {}: {}", sig.display(), verdict(rep.ok));
+                println!(
+                    "  signature valid over {}: {}",
+                    file.display(),
+                    if rep.signature_valid { "yes" } else { "no" }
+                );
+                if let Some(s) = &rep.signer {
+                    println!("  signing key: {s} (primary {})", rep.primary.as_deref().unwrap_or("?"));
+                }
+                if let (Some(o), Some(t)) = (&rep.key_origin, rep.key_time) {
+                    println!("  key origin:  {o}, {} (log entry {})", when(t), rep.key_index.unwrap_or(0));
+                }
+                if let Some(i) = rep.log_index {
+                    println!(
+                        "  log entry:   {i}, {} in a checkpoint of {} entries{}",
+                        if rep.logged { "included" } else { "NOT matched" },
+                        rep.checkpoint_size.unwrap_or(0),
+                        rep.caller.as_deref().map(|c| format!(", requested by qube {c}")).unwrap_or_default()
+                    );
+                }
+                for p in &rep.problems {
+                    println!("  PROBLEM: {p}");
+                }
+            }
+            Ok(if rep.ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::Consistency { old, new, key, log, proof } => {
+            let key = log_key(key)?;
+            let old_note = String::from_utf8(read_limited(old, 16 * 1024)?)?;
+            let new_note = String::from_utf8(read_limited(new, 16 * 1024)?)?;
+            let o = Checkpoint::open(&old_note, &key).with_context(|| format!("{}", old.display()))?;
+            let n = Checkpoint::open(&new_note, &key).with_context(|| format!("{}", new.display()))?;
+            let (ok, why) = if o.size == n.size && o.root != n.root {
+                (
+                    false,
+                    "equivocation: both are signed by the log key for the same size with different roots".to_owned(),
+                )
+            } else if o.size > n.size {
+                (false, format!("NEW ({} entries) is older than OLD ({} entries): rollback", n.size, o.size))
+            } else if let Some(l) = log {
+                let rep = audit::verify_log(open_log(l)?, &key, &[old_note.clone(), new_note.clone()], false);
+                (rep.ok, rep.problems.join("\n"))
+            } else if let Some(p) = proof {
+                let text = String::from_utf8(read_limited(p, 64 * 1024)?)?;
+                let proof =
+                    hashes(&text.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect::<Vec<_>>())?;
+                let ok = verify_consistency(o.size, n.size, &o.root, &n.root, &proof);
+                (ok, if ok { String::new() } else { "the consistency proof does not hold: the log forked".into() })
+            } else {
+                anyhow::bail!("give --log or --proof");
+            };
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verdict": verdict(ok), "old_size": o.size, "new_size": n.size, "problem": why})
+                );
+            } else {
+                println!(
+                    "checkpoints {} -> {} entries: {}",
+                    o.size,
+                    n.size,
+                    if ok { "consistent" } else { "NOT consistent" }
+                );
+                if !ok {
+                    println!("  PROBLEM: {why}\n--- old:\n{old_note}--- new:\n{new_note}");
+                }
+            }
+            Ok(if ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::Show { log } => {
+            let mut r = bundle::Reader::new(open_log(log)?)?;
+            let mut i = 0u64;
+            let mut out = Vec::new();
+            while let Some(rec) = r.next_record()? {
+                match rec {
+                    Record::Entry(bytes) => {
+                        match Entry::parse(&bytes, i) {
+                            Ok(e) => {
+                                if cli.json {
+                                    out.push(serde_json::to_value(&e)?);
+                                } else {
+                                    println!("{}", describe(&e));
+                                }
+                            }
+                            Err(err) => println!("{i:>8}  MALFORMED: {err}"),
+                        }
+                        i += 1;
+                    }
+                    Record::Checkpoint(_) => {}
+                }
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Ok(Ok(()))
+        }
+    }
+}
+
+fn when(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn describe(e: &Entry) -> String {
+    use qvault_attest::Event::*;
+    let what = match &e.event {
+        LogCreated { vault, origin, .. } => format!("log created for vault {vault:?} ({origin})"),
+        KeyGenerated { fingerprint, algorithm, .. } => {
+            format!("key {fingerprint} ({algorithm}) generated in the vault")
+        }
+        KeyImported { fingerprint, algorithm, .. } => format!("key {fingerprint} ({algorithm}) imported"),
+        KeyAttached { fingerprint, algorithm, card, .. } => {
+            format!(
+                "key {fingerprint} ({algorithm}) attached from gpg-agent{}",
+                if *card { " (smartcard)" } else { "" }
+            )
+        }
+        Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, .. } => format!(
+            "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}",
+            &data_digest[..16.min(data_digest.len())]
+        ),
+        DaemonStarted { version, interfaces } => {
+            format!("daemon {version} started, interfaces: {}", interfaces.join(","))
+        }
+        PolicyChanged { policy_digest } => format!("policy changed ({}...)", &policy_digest[..16]),
+    };
+    let src = e.source.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+    format!("{:>8}  {}  {what}{src}", e.index, when(e.time))
+}
