@@ -201,7 +201,7 @@ pub struct SignatureReport {
 /// Where `verify-signature` finds the entries.
 pub enum Evidence<'a> {
     Receipt(&'a [u8]),
-    Log(LogReport),
+    Log(Box<LogReport>),
 }
 
 fn signatures_in(bytes: &[u8]) -> Vec<Signature> {

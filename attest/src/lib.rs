@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod cli;
 pub mod entry;
 pub mod merkle;
 pub mod note;

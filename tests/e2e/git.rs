@@ -36,7 +36,7 @@ fn git_verify_commit_accepts_vault_signature() {
     let v = git(&w, &r, &["verify-commit", "--raw", "HEAD"]);
     assert_ok(&v);
     assert!(stderr(&v).contains("[GNUPG:] GOODSIG "), "{}", stderr(&v));
-    assert!(stderr(&v).contains(&format!("[GNUPG:] VALIDSIG ")) && stderr(&v).contains(&w.fpr));
+    assert!(stderr(&v).contains(&"[GNUPG:] VALIDSIG ".to_string()) && stderr(&v).contains(&w.fpr));
     let log = git(&w, &r, &["log", "--show-signature", "-1"]);
     assert_ok(&log);
     assert!(stdout(&log).contains("Good signature from \"Alice Volunteer <alice@example.org>\""), "{}", stdout(&log));

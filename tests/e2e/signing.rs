@@ -35,17 +35,17 @@ fn detached_signatures_verify_with_gpgv_sqv_gpg_and_shim() {
         (&["--detach-sign", "--armor", "--textmode"][..], "t.asc", &text),
     ] {
         let sig = w.path(name);
-        sign_file(&w, args, &data, &sig);
-        assert_ok(&gpgv(&w, &[&sig, &data]));
-        let s = sqv(&w, &sig, &data);
+        sign_file(&w, args, data, &sig);
+        assert_ok(&gpgv(&w, &[&sig, data]));
+        let s = sqv(&w, &sig, data);
         assert_ok(&s);
         assert!(stdout(&s).contains(&w.fpr), "sqv names the signer: {}", stdout(&s));
-        let g = gpg_verify(&w, &[&sig, &data]);
+        let g = gpg_verify(&w, &[&sig, data]);
         assert_ok(&g);
         assert!(stdout(&g).contains("[GNUPG:] GOODSIG"));
         let v = run(&mut w.shim(&["--status-fd=1", "--verify", sig.to_str().unwrap(), data.to_str().unwrap()]));
         assert_ok(&v);
-        assert!(stdout(&v).contains(&format!("VALIDSIG ")) && stdout(&v).contains(&w.fpr), "{}", stdout(&v));
+        assert!(stdout(&v).contains(&"VALIDSIG ".to_string()) && stdout(&v).contains(&w.fpr), "{}", stdout(&v));
     }
     let armored = std::fs::read_to_string(w.path("d.asc")).unwrap();
     assert!(armored.starts_with("-----BEGIN PGP SIGNATURE-----\n"), "{armored}");

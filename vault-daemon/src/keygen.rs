@@ -9,12 +9,7 @@ use openpgp::types::KeyFlags;
 use openpgp::Cert;
 use sequoia_openpgp as openpgp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Algo {
-    Ed25519,
-    Rsa3072,
-    Rsa4096,
-}
+pub use crate::cli::Algo;
 
 /// Parses `never`, or a number with `d`, `w`, `m` (30 days) or `y` (365 days).
 pub fn parse_expiry(s: &str) -> Result<Option<Duration>, String> {

@@ -49,7 +49,7 @@ impl Levels {
             if !p.exists() && l > 0 {
                 break;
             }
-            files.push(OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(p)?);
+            files.push(OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(p)?);
         }
         Ok(Levels { dir: dir.to_owned(), files })
     }
@@ -57,7 +57,8 @@ impl Levels {
     fn file(&mut self, level: usize) -> std::io::Result<&File> {
         while self.files.len() <= level {
             let p = self.dir.join(format!("{:02}", self.files.len()));
-            self.files.push(OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(p)?);
+            self.files
+                .push(OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(p)?);
         }
         Ok(&self.files[level])
     }
@@ -125,7 +126,8 @@ pub fn now() -> i64 {
 }
 
 fn take_lock(dir: &Path, wait: Duration) -> anyhow::Result<Flock<File>> {
-    let f = OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(dir.join("lock"))?;
+    let f =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(dir.join("lock"))?;
     let deadline = Instant::now() + wait;
     let mut f = f;
     loop {
@@ -182,8 +184,13 @@ impl Log {
         seed.zeroize();
         let origin = std::fs::read_to_string(dir.join("origin"))?.trim().to_owned();
         let verifier = Verifier { name: origin.clone(), key: key.verifying_key() };
-        let mut entries =
-            OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(dir.join("entries"))?;
+        let mut entries = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("entries"))?;
         let mut levels = Levels::open(&dir.join("tree"))?;
         let (size, bytes) = recover(&mut entries, &mut levels)?;
         let frontier = Frontier::from_subtrees(&levels, size)?;

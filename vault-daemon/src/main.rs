@@ -4,125 +4,20 @@
 //! hand one out: no command, flag or request exports secret key material.
 #![forbid(unsafe_code)]
 
-mod fsutil;
-mod home;
-mod keygen;
-mod keystore;
-mod log;
-mod select;
-mod server;
-mod session;
-mod sign;
-
 use std::io::Read as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use openpgp::parse::Parse as _;
 use sequoia_openpgp as openpgp;
 
-use crate::home::Home;
-use crate::keystore::{Keystore, Origin};
-use crate::session::{Service, Vault};
-
-#[derive(Parser)]
-#[command(name = "qvault", version, about = "qvault vault daemon: signs over Qubes qrexec, keys never leave")]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Args)]
-struct HomeArg {
-    /// Vault directory [default: $QVAULT_HOME, else $XDG_DATA_HOME/qvault]
-    #[arg(long, value_name = "DIR")]
-    home: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Create a new vault.
-    Init {
-        #[command(flatten)]
-        home: HomeArg,
-        /// The vault's name, used in the log's origin [default: the host name]
-        #[arg(long)]
-        name: Option<String>,
-    },
-    /// Generate a key inside the vault (certification primary key + signing subkey).
-    Keygen {
-        #[command(flatten)]
-        home: HomeArg,
-        /// User ID, e.g. 'Alice Volunteer <alice@example.org>'
-        #[arg(long)]
-        userid: String,
-        #[arg(long, value_enum, default_value = "ed25519")]
-        algo: keygen::Algo,
-        /// Validity: e.g. 2y, 18m, 30d, or never
-        #[arg(long, default_value = "3y")]
-        expire: String,
-    },
-    /// Import a secret key made elsewhere (recorded as imported, not generated).
-    Import {
-        #[command(flatten)]
-        home: HomeArg,
-        /// File holding the transferable secret key (binary or armored)
-        file: PathBuf,
-    },
-    /// List the vault's keys.
-    List {
-        #[command(flatten)]
-        home: HomeArg,
-    },
-    /// Serve qrexec calls on a Unix socket (qrexec socket-service protocol).
-    Serve {
-        #[command(flatten)]
-        home: HomeArg,
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
-        /// Most calls served at once
-        #[arg(long, default_value_t = 32)]
-        max_calls: usize,
-        /// Seconds a call may wait for its peer before it is dropped
-        #[arg(long, default_value_t = 60)]
-        io_timeout: u64,
-    },
-    /// Serve one call on stdin/stdout (qrexec exec-service mode).
-    Rpc {
-        #[command(flatten)]
-        home: HomeArg,
-    },
-    /// The attestation log.
-    Log {
-        #[command(subcommand)]
-        cmd: LogCmd,
-    },
-}
-
-#[derive(Subcommand)]
-enum LogCmd {
-    /// Print the log's verifier key (give it to auditors).
-    Key {
-        #[command(flatten)]
-        home: HomeArg,
-        /// Also write it to this file
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-    /// Write the whole log, in the export format qvault-audit reads, to stdout.
-    Export {
-        #[command(flatten)]
-        home: HomeArg,
-    },
-    /// Print the newest signed checkpoint.
-    Checkpoint {
-        #[command(flatten)]
-        home: HomeArg,
-    },
-}
+use qvault::cli::{Cli, Cmd, LogCmd};
+use qvault::home::Home;
+use qvault::keystore::{Keystore, Origin};
+use qvault::session::{self, Service, Vault};
+use qvault::{fsutil, keygen, log, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

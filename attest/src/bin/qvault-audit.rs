@@ -5,78 +5,18 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use qvault_attest::audit::{self, Evidence};
 use qvault_attest::bundle::{self, Record};
+use qvault_attest::cli::{Cli, Cmd, KeyArg};
 use qvault_attest::merkle::verify_consistency;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::hashes;
 use qvault_attest::Entry;
-
-#[derive(Parser)]
-#[command(name = "qvault-audit", version, about = "Verify qvault attestation logs, signatures and receipts offline")]
-struct Cli {
-    /// Machine-readable JSON output
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Args)]
-struct KeyArg {
-    /// The log's verifier key: the key string, or a file holding it
-    #[arg(long, value_name = "KEY|FILE")]
-    log_key: String,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Replay a whole log: entries, root, checkpoints.
-    VerifyLog {
-        /// Log export (`qvault log export`)
-        log: PathBuf,
-        #[command(flatten)]
-        key: KeyArg,
-        /// More signed checkpoints to check against the log (from clients, receipts)
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Vec<PathBuf>,
-    },
-    /// Verify one detached signature and its place in the log.
-    VerifySignature {
-        /// The signed file
-        file: PathBuf,
-        /// The detached signature
-        sig: PathBuf,
-        #[command(flatten)]
-        key: KeyArg,
-        /// The receipt that came with the signature
-        #[arg(long, conflicts_with = "log", required_unless_present = "log")]
-        receipt: Option<PathBuf>,
-        /// The whole log instead of a receipt
-        #[arg(long)]
-        log: Option<PathBuf>,
-    },
-    /// Check that NEW extends OLD (two signed checkpoints).
-    Consistency {
-        old: PathBuf,
-        new: PathBuf,
-        #[command(flatten)]
-        key: KeyArg,
-        /// The log, to compute the proof from
-        #[arg(long, conflicts_with = "proof", required_unless_present = "proof")]
-        log: Option<PathBuf>,
-        /// A consistency proof: hex hashes, one per line
-        #[arg(long)]
-        proof: Option<PathBuf>,
-    },
-    /// List a log's entries.
-    Show { log: PathBuf },
-}
 
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
 struct Failed;
@@ -167,7 +107,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                     receipt_bytes = read_limited(r, qvault_attest::receipt::MAX_RECEIPT as u64)?;
                     Evidence::Receipt(&receipt_bytes)
                 }
-                (None, Some(l)) => Evidence::Log(audit::verify_log(open_log(l)?, &key, &[], true)),
+                (None, Some(l)) => Evidence::Log(Box::new(audit::verify_log(open_log(l)?, &key, &[], true))),
                 (None, None) => anyhow::bail!("give --receipt or --log"),
             };
             let rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);

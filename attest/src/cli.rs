@@ -1,0 +1,67 @@
+//! The `qvault-audit` command line, kept free of other code so that `build.rs`
+//! can include it to generate the man page and shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "qvault-audit", version, about = "Verify qvault attestation logs, signatures and receipts offline")]
+pub struct Cli {
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+pub struct KeyArg {
+    /// The log's verifier key: the key string, or a file holding it
+    #[arg(long, value_name = "KEY|FILE")]
+    pub log_key: String,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Replay a whole log: entries, root, checkpoints.
+    VerifyLog {
+        /// Log export (`qvault log export`)
+        log: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// More signed checkpoints to check against the log (from clients, receipts)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Verify one detached signature and its place in the log.
+    VerifySignature {
+        /// The signed file
+        file: PathBuf,
+        /// The detached signature
+        sig: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The receipt that came with the signature
+        #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+        receipt: Option<PathBuf>,
+        /// The whole log instead of a receipt
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Check that NEW extends OLD (two signed checkpoints).
+    Consistency {
+        old: PathBuf,
+        new: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The log, to compute the proof from
+        #[arg(long, conflicts_with = "proof", required_unless_present = "proof")]
+        log: Option<PathBuf>,
+        /// A consistency proof: hex hashes, one per line
+        #[arg(long)]
+        proof: Option<PathBuf>,
+    },
+    /// List a log's entries.
+    Show { log: PathBuf },
+}

@@ -1,0 +1,110 @@
+//! The `qvault` command line, kept free of other code so that `build.rs` can
+//! include it to generate the man page and shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Key algorithms `qvault keygen` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Algo {
+    Ed25519,
+    Rsa3072,
+    Rsa4096,
+}
+
+#[derive(Parser)]
+#[command(name = "qvault", version, about = "qvault vault daemon: signs over Qubes qrexec, keys never leave")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+pub struct HomeArg {
+    /// Vault directory [default: $QVAULT_HOME, else $XDG_DATA_HOME/qvault]
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a new vault.
+    Init {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The vault's name, used in the log's origin [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Generate a key inside the vault (certification primary key + signing subkey).
+    Keygen {
+        #[command(flatten)]
+        home: HomeArg,
+        /// User ID, e.g. 'Alice Volunteer <alice@example.org>'
+        #[arg(long)]
+        userid: String,
+        #[arg(long, value_enum, default_value = "ed25519")]
+        algo: Algo,
+        /// Validity: e.g. 2y, 18m, 30d, or never
+        #[arg(long, default_value = "3y")]
+        expire: String,
+    },
+    /// Import a secret key made elsewhere (recorded as imported, not generated).
+    Import {
+        #[command(flatten)]
+        home: HomeArg,
+        /// File holding the transferable secret key (binary or armored)
+        file: PathBuf,
+    },
+    /// List the vault's keys.
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Serve qrexec calls on a Unix socket (qrexec socket-service protocol).
+    Serve {
+        #[command(flatten)]
+        home: HomeArg,
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Most calls served at once
+        #[arg(long, default_value_t = 32)]
+        max_calls: usize,
+        /// Seconds a call may wait for its peer before it is dropped
+        #[arg(long, default_value_t = 60)]
+        io_timeout: u64,
+    },
+    /// Serve one call on stdin/stdout (qrexec exec-service mode).
+    Rpc {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// The attestation log.
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LogCmd {
+    /// Print the log's verifier key (give it to auditors).
+    Key {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Also write it to this file
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write the whole log, in the export format qvault-audit reads, to stdout.
+    Export {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Print the newest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+}

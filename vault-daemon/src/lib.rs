@@ -1,0 +1,18 @@
+//! The vault: keystore, signer, attestation log writer, qrexec service. Used by
+//! the `qvault` binary; a library so that fuzz targets, benches and `build.rs`
+//! reach its parts.
+//!
+//! It must never hand out secret key material: no function here writes a
+//! secret key anywhere but the vault's own key files.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod fsutil;
+pub mod home;
+pub mod keygen;
+pub mod keystore;
+pub mod log;
+pub mod select;
+pub mod server;
+pub mod session;
+pub mod sign;
