@@ -99,7 +99,9 @@ impl World {
     /// `qvault <args> --home <vault>` (the home flag goes after the subcommand).
     pub fn qvault(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("qvault"));
-        c.args(&args[..1]).arg("--home").arg(&self.vault_home).args(&args[1..]);
+        // `--home` belongs to the (sub)subcommand: `qvault log key --home D`.
+        let at = if args.first() == Some(&"log") { 2 } else { 1 }.min(args.len());
+        c.args(&args[..at]).arg("--home").arg(&self.vault_home).args(&args[at..]);
         c.env("QVAULT_LOG", "warn");
         c
     }
@@ -164,6 +166,49 @@ impl World {
         }
         self.daemon = Some(child);
         self.socket = Some(sock);
+    }
+
+    /// SIGKILL: the daemon dies without any chance to clean up.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean shutdown.
+    pub fn stop_daemon(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.daemon.take()?;
+        let _ = nix_kill(&c);
+        c.wait().ok()
+    }
+
+    /// Later calls run `qvault rpc` per call again (exec-service mode).
+    pub fn use_exec_mode(&mut self) {
+        self.socket = None;
+    }
+
+    /// The log's verifier key string.
+    pub fn log_key(&self) -> String {
+        let o = run(&mut self.qvault(&["log", "key"]));
+        assert_ok(&o);
+        stdout(&o).trim().to_owned()
+    }
+
+    /// `qvault log export` into a file (the daemon, if any, must be stopped).
+    pub fn export_log(&self, name: &str) -> PathBuf {
+        let o = run(&mut self.qvault(&["log", "export"]));
+        assert_ok(&o);
+        let p = self.path(name);
+        std::fs::write(&p, &o.stdout).expect("write export");
+        p
+    }
+
+    /// `qvault-audit` with arguments.
+    pub fn audit(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(bin("qvault-audit"));
+        c.args(args);
+        run(&mut c)
     }
 
     pub fn daemon_alive(&mut self) -> bool {
@@ -276,4 +321,36 @@ pub fn sqv(w: &World, sig: &Path, data: &Path) -> Output {
     let mut c = Command::new("sqv");
     c.arg("--keyring").arg(ring).arg(sig).arg(data);
     run(&mut c)
+}
+
+/// One signature through the raw protocol against a running daemon's socket,
+/// as a load generator does: returns the result, or the failure as text.
+pub fn sign_raw(socket: &Path, source: &str, data: &[u8]) -> Result<qubes_rpc::SignResult, String> {
+    use qubes_rpc::{frame, ClientFrame, FrameReader, Op, Request, ServerFrame, SignMode, SignRequest};
+    let s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let mut out = format!("qvault.Gpg {source}\0").into_bytes();
+    let req = Request::new(Op::Sign(SignRequest {
+        key: None,
+        mode: SignMode::Detached,
+        armor: false,
+        digest: None,
+        text: false,
+        known_log_size: None,
+    }));
+    frame::encode_into(&ClientFrame::Request(req), &mut out).map_err(|e| e.to_string())?;
+    (&s).write_all(&out).map_err(|e| e.to_string())?;
+    let mut r = FrameReader::new(&s);
+    match r.next::<ServerFrame<'_>>().map_err(|e| e.to_string())? {
+        Some(ServerFrame::Ready(_)) => {}
+        other => return Err(format!("{other:?}")),
+    }
+    let mut out = Vec::new();
+    frame::encode_into(&ClientFrame::Data(data), &mut out).map_err(|e| e.to_string())?;
+    frame::encode_into(&ClientFrame::End, &mut out).map_err(|e| e.to_string())?;
+    (&s).write_all(&out).map_err(|e| e.to_string())?;
+    match r.next::<ServerFrame<'_>>().map_err(|e| e.to_string())? {
+        Some(ServerFrame::Signed(res)) => Ok(res),
+        other => Err(format!("{other:?}")),
+    }
 }
