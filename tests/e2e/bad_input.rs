@@ -218,7 +218,7 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
     // A bad descriptor closes the connection without an answer.
     let mut s = UnixStream::connect(w.socket.as_ref().unwrap()).unwrap();
     s.write_all(b"qvault.Gpg ../../etc\0").unwrap();
-    s.write_all(&list_request()).unwrap();
+    let _ = s.write_all(&list_request()); // the daemon may already have closed
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     assert!(out.is_empty());

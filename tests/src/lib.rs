@@ -81,7 +81,7 @@ impl World {
             daemon: None,
             source: "work".into(),
         };
-        let out = w.qvault(&["init", "--name", "testvault"]).output().expect("qvault init");
+        let out = w.qvault(&["init", "--name", "testvault", "--no-confirm"]).output().expect("qvault init");
         assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
         w
     }
@@ -100,7 +100,7 @@ impl World {
     pub fn qvault(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("qvault"));
         // `--home` belongs to the (sub)subcommand: `qvault log key --home D`.
-        let at = if args.first() == Some(&"log") { 2 } else { 1 }.min(args.len());
+        let at = if matches!(args.first(), Some(&"log" | &"policy")) { 2 } else { 1 }.min(args.len());
         c.args(&args[..at]).arg("--home").arg(&self.vault_home).args(&args[at..]);
         c.env("QVAULT_LOG", "warn");
         c
@@ -158,7 +158,18 @@ impl World {
         let s = sock.to_str().expect("utf8 path").to_owned();
         args.push(&s);
         args.extend_from_slice(extra);
-        let child = self.qvault(&args).stderr(Stdio::null()).spawn().expect("serve");
+        // The vault refuses to serve with a network up: give it a namespace of
+        // its own (only loopback) where permitted, as a vault qube has no netvm.
+        let mut cmd = if can_unshare_net() {
+            let mut c = Command::new("unshare");
+            c.arg("-n").arg("--").arg(bin("qvault"));
+            c.args(&args[..1]).arg("--home").arg(&self.vault_home).args(&args[1..]).env("QVAULT_LOG", "warn");
+            c
+        } else {
+            args.push("--allow-network");
+            self.qvault(&args)
+        };
+        let child = cmd.stderr(Stdio::null()).spawn().expect("serve");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(Instant::now() < deadline, "qvault serve did not start");
@@ -209,6 +220,11 @@ impl World {
         let mut c = Command::new(bin("qvault-audit"));
         c.args(args);
         run(&mut c)
+    }
+
+    /// The daemon's pid (`unshare` execs into qvault, so it is the child's).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
     }
 
     pub fn daemon_alive(&mut self) -> bool {
@@ -266,6 +282,14 @@ impl Drop for World {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether this process may create network namespaces (root, or user namespaces).
+pub fn can_unshare_net() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        Command::new("unshare").args(["-n", "true"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    })
 }
 
 fn nix_kill(c: &Child) -> std::io::Result<()> {

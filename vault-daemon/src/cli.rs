@@ -36,6 +36,10 @@ pub enum Cmd {
         /// The vault's name, used in the log's origin [default: the host name]
         #[arg(long)]
         name: Option<String>,
+        /// Write a policy that signs without asking in the vault (for the demo,
+        /// tests, and people who rely on dom0's `ask`)
+        #[arg(long)]
+        no_confirm: bool,
     },
     /// Generate a key inside the vault (certification primary key + signing subkey).
     Keygen {
@@ -74,6 +78,20 @@ pub enum Cmd {
         /// Seconds a call may wait for its peer before it is dropped
         #[arg(long, default_value_t = 60)]
         io_timeout: u64,
+        /// Start even though a network interface other than loopback is up (the
+        /// vault is meant to have no network)
+        #[arg(long)]
+        allow_network: bool,
+    },
+    /// Show the vault's name, keys, log size and policy.
+    Status {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// The vault's policy.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
     },
     /// Serve one call on stdin/stdout (qrexec exec-service mode).
     Rpc {
@@ -84,6 +102,17 @@ pub enum Cmd {
     Log {
         #[command(subcommand)]
         cmd: LogCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Validate a policy file (default: the vault's policy.toml); errors name the line.
+    Check {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The file to check
+        file: Option<PathBuf>,
     },
 }
 

@@ -48,6 +48,14 @@ impl Home {
         self.root.join("log")
     }
 
+    pub fn policy_path(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
     fn config_path(&self) -> PathBuf {
         self.root.join("vault.toml")
     }
@@ -56,11 +64,13 @@ impl Home {
         self.config_path().exists()
     }
 
-    pub fn init(&self, name: &str) -> anyhow::Result<VaultConfig> {
+    pub fn init(&self, name: &str, confirm: bool) -> anyhow::Result<VaultConfig> {
         anyhow::ensure!(!self.is_initialized(), "{} is already a vault (vault.toml exists)", self.root.display());
         fsutil::ensure_private_dir(&self.root)?;
         fsutil::ensure_private_dir(&self.keys_dir())?;
         fsutil::ensure_private_dir(&self.log_dir())?;
+        fsutil::ensure_private_dir(&self.state_dir())?;
+        fsutil::write_private(&self.policy_path(), crate::policy::default_policy_text(confirm).as_bytes())?;
         let cfg = VaultConfig { name: name.to_owned() };
         fsutil::write_private(&self.config_path(), toml::to_string(&cfg)?.as_bytes())?;
         Ok(cfg)

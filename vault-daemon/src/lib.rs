@@ -7,11 +7,15 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod confirm;
 pub mod fsutil;
+pub mod gate;
+pub mod harden;
 pub mod home;
 pub mod keygen;
 pub mod keystore;
 pub mod log;
+pub mod policy;
 pub mod select;
 pub mod server;
 pub mod session;

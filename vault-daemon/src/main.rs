@@ -13,11 +13,13 @@ use clap::Parser as _;
 use openpgp::parse::Parse as _;
 use sequoia_openpgp as openpgp;
 
-use qvault::cli::{Cli, Cmd, LogCmd};
+use qvault::cli::{Cli, Cmd, LogCmd, PolicyCmd};
+use qvault::gate::Gate;
 use qvault::home::Home;
 use qvault::keystore::{Keystore, Origin};
+use qvault::policy::{self, Policy};
 use qvault::session::{self, Service, Vault};
-use qvault::{fsutil, keygen, log, server};
+use qvault::{fsutil, harden, keygen, log, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -43,10 +45,47 @@ fn main() -> ExitCode {
 /// How long a command waits for another process holding the log.
 const LOG_WAIT: Duration = Duration::from_secs(30);
 
-fn open_vault(home: &Home) -> anyhow::Result<Vault> {
+/// Who opens the vault: the socket daemon, one exec-service call, or an admin
+/// command that serves no calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opener {
+    Daemon,
+    Exec,
+    Admin,
+}
+
+fn open_vault(home: &Home, opener: Opener) -> anyhow::Result<Vault> {
     home.config()?;
-    let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
-    Ok(Vault { keystore: Keystore::load(&home.keys_dir())?, log })
+    let wait = if opener == Opener::Daemon { Duration::ZERO } else { LOG_WAIT };
+    let log = log::Log::open(&home.log_dir(), wait)?;
+    let (policy, gate) = match opener {
+        Opener::Admin => (Policy { rules: Vec::new(), confirm: policy::default_confirm() }, Gate::in_memory()),
+        Opener::Daemon => (load_policy(home, &log)?, Gate::in_memory()),
+        Opener::Exec => (load_policy(home, &log)?, Gate::on_disk(home.state_dir())?),
+    };
+    Ok(Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate })
+}
+
+/// Reads and validates the policy, and logs it when it changed since last seen.
+fn load_policy(home: &Home, log: &log::Log) -> anyhow::Result<Policy> {
+    let path = home.policy_path();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the policy {}", path.display()))?;
+    let policy = Policy::parse(&text).with_context(|| format!("invalid policy {}", path.display()))?;
+    record_policy(home, log, &text)?;
+    Ok(policy)
+}
+
+/// Logs the policy's digest when it differs from the last one logged.
+fn record_policy(home: &Home, log: &log::Log, text: &str) -> anyhow::Result<()> {
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+    let seen = home.state_dir().join("policy-digest");
+    if std::fs::read_to_string(&seen).ok().as_deref() != Some(digest.as_str()) {
+        let policy_digest = digest.clone();
+        log.append(None, |_| Ok((qvault_attest::Event::PolicyChanged { policy_digest }, ())))?;
+        fsutil::ensure_private_dir(&home.state_dir())?;
+        fsutil::write_private(&seen, digest.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The verifier key, read without taking the writer lock (a daemon may hold it).
@@ -64,14 +103,15 @@ fn read_log_key(home: &Home) -> anyhow::Result<String> {
 
 fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Init { home, name } => {
+        Cmd::Init { home, name, no_confirm } => {
             let home = Home::resolve(home.home)?;
             let name = match name {
                 Some(n) => n,
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
-            home.init(&name)?;
+            home.init(&name, !no_confirm)?;
             let log = log::Log::create(&home.log_dir(), &name)?;
+            record_policy(&home, &log, &std::fs::read_to_string(home.policy_path())?)?;
             println!("log key: {}", log.verifier().encode());
             println!("initialized vault {name:?} in {}", home.root().display());
         }
@@ -107,7 +147,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::List { home } => {
             let home = Home::resolve(home.home)?;
-            let vault = open_vault(&home)?;
+            let vault = open_vault(&home, Opener::Admin)?;
             for k in vault.keystore.keys() {
                 let origin = match k.provenance.origin {
                     Origin::Generated => "generated in vault",
@@ -119,9 +159,22 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Serve { home, socket, max_calls, io_timeout } => {
+        Cmd::Serve { home, socket, max_calls, io_timeout, allow_network } => {
             let home = Home::resolve(home.home)?;
-            let vault = open_vault(&home)?;
+            for w in harden::harden_process() {
+                tracing::warn!("{w}");
+            }
+            let up = harden::non_loopback_up();
+            if !up.is_empty() {
+                anyhow::ensure!(
+                    allow_network,
+                    "network interfaces are up ({}): a vault is meant to have no network; \
+                     give it no netvm, or pass --allow-network",
+                    up.join(", ")
+                );
+                tracing::warn!(interfaces = %up.join(","), "starting with network interfaces up (--allow-network)");
+            }
+            let vault = open_vault(&home, Opener::Daemon)?;
             anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
             let interfaces = log::interfaces();
             let version = env!("CARGO_PKG_VERSION").to_owned();
@@ -130,6 +183,35 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 vault,
                 server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },
             )?;
+        }
+        Cmd::Status { home } => {
+            let home = Home::resolve(home.home)?;
+            let cfg = home.config()?;
+            let ks = Keystore::load(&home.keys_dir())?;
+            println!("vault:   {} ({})", cfg.name, home.root().display());
+            println!("keys:    {}", ks.keys().len());
+            println!("log key: {}", read_log_key(&home)?);
+            let entries = std::fs::metadata(home.log_dir().join("tree/00")).map_or(0, |m| m.len() / 32);
+            println!("log:     {entries} entries");
+            match std::fs::read_to_string(home.policy_path()).map(|t| Policy::parse(&t)) {
+                Ok(Ok(p)) => println!("policy:  {} rule(s), valid", p.rules.len()),
+                Ok(Err(e)) => println!("policy:  INVALID: {e}"),
+                Err(e) => println!("policy:  unreadable: {e}"),
+            }
+            let up = harden::non_loopback_up();
+            println!(
+                "network: {}",
+                if up.is_empty() { "none (good)".to_owned() } else { format!("UP: {}", up.join(", ")) }
+            );
+        }
+        Cmd::Policy { cmd: PolicyCmd::Check { home, file } } => {
+            let path = match file {
+                Some(f) => f,
+                None => Home::resolve(home.home)?.policy_path(),
+            };
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let p = Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+            println!("{}: valid, {} rule(s)", path.display(), p.rules.len());
         }
         Cmd::Log { cmd } => match cmd {
             LogCmd::Key { home, output } => {
@@ -143,20 +225,32 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
             LogCmd::Export { home } => {
                 let home = Home::resolve(home.home)?;
-                let vault = open_vault(&home)?;
+                let vault = open_vault(&home, Opener::Admin)?;
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 vault.log.export(&mut out)?;
                 std::io::Write::flush(&mut out)?;
             }
             LogCmd::Checkpoint { home } => {
                 let home = Home::resolve(home.home)?;
-                let vault = open_vault(&home)?;
+                let vault = open_vault(&home, Opener::Admin)?;
                 print!("{}", vault.log.latest().1);
             }
         },
         Cmd::Rpc { home } => {
             let home = Home::resolve(home.home)?;
-            let vault = open_vault(&home)?;
+            let vault = match open_vault(&home, Opener::Exec) {
+                Ok(v) => v,
+                Err(e) => {
+                    // qrexec shows the caller nothing but our stdout: say why there.
+                    let mut w = qubes_rpc::FrameWriter::new(std::io::stdout().lock());
+                    let _ = w.send(&qubes_rpc::ServerFrame::Error(qubes_rpc::RpcError {
+                        code: qubes_rpc::ErrorCode::Unavailable,
+                        message: "the vault cannot serve: see its log (qvault rpc failed to start)".into(),
+                    }));
+                    let _ = w.flush();
+                    return Err(e);
+                }
+            };
             let source = qubes_rpc::transport::remote_domain_from_env()?;
             let service = match std::env::var("QREXEC_SERVICE_FULL_NAME").ok().as_deref().map(|s| s.split('+').next()) {
                 Some(Some(qubes_rpc::transport::SERVICE_LOG_READ)) => Service::LogRead,

@@ -16,8 +16,11 @@ use qubes_rpc::{
 };
 use sequoia_openpgp as openpgp;
 
-use crate::keystore::{self, Keystore};
+use crate::confirm::{self, Answer, Question};
+use crate::gate::Gate;
+use crate::keystore::{self, Keystore, StoredKey};
 use crate::log::Log;
+use crate::policy::{Confirm, KeyIdentity, Operation, Policy};
 use crate::sign::{self, Notation, SignJob};
 use qvault_attest::entry::{Event, NOTATION};
 use sha2::{Digest, Sha256};
@@ -35,6 +38,15 @@ pub enum Service {
 pub struct Vault {
     pub keystore: Keystore,
     pub log: Log,
+    pub policy: Policy,
+    pub gate: Gate,
+}
+
+fn identity(k: &StoredKey) -> KeyIdentity<'_> {
+    KeyIdentity {
+        fingerprints: k.cert.keys().map(|ka| ka.key().fingerprint().to_hex()).collect(),
+        userids: k.cert.userids().filter_map(|u| std::str::from_utf8(u.userid().value()).ok()).collect(),
+    }
 }
 
 /// A refusal to answer with an `Error` frame.
@@ -130,6 +142,7 @@ fn dispatch<R: Read, W: Write>(
                 .find(&selectors)
                 .into_iter()
                 .filter(|k| !secret || k.cert.is_tsk())
+                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::List))
                 .filter_map(|k| keystore::key_info(&k.cert))
                 .collect();
             writer.send(&ServerFrame::Keys(keys))?;
@@ -137,7 +150,12 @@ fn dispatch<R: Read, W: Write>(
         }
         (Service::Gpg, Op::ExportPublic { selectors }) => {
             let mut out = Vec::new();
-            for k in vault.keystore.find(&selectors) {
+            let allowed = vault
+                .keystore
+                .find(&selectors)
+                .into_iter()
+                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
+            for k in allowed {
                 keystore::export_public(&k.cert, &mut out)
                     .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize certificate: {e}")))?;
             }
@@ -219,13 +237,52 @@ fn sign<R: Read, W: Write>(
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
     let key = vault.keystore.signing_key(req.key.as_deref()).map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+    let op = match req.mode {
+        SignMode::Detached => Operation::SignDetached,
+        SignMode::Cleartext => Operation::SignCleartext,
+        SignMode::Inline => Operation::SignInline,
+    };
+    let primary = key.stored.cert.fingerprint().to_hex();
+    let denied = || {
+        Refusal::new(
+            ErrorCode::Denied,
+            format!("the vault's policy does not allow {} with key {primary} for qube {source}", op.name()),
+        )
+    };
+    let rule = vault.policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
+    if rule.confirm == Confirm::Deny {
+        return Err(denied().into());
+    }
+    if let Some(limit) = rule.rate_per_minute {
+        let ok = vault
+            .gate
+            .rate_ok(rule.line, source.as_str(), limit)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("policy state: {e}")))?;
+        if !ok {
+            return Err(Refusal::new(
+                ErrorCode::Denied,
+                format!("rate limit: at most {limit} signatures per minute for qube {source}"),
+            )
+            .into());
+        }
+    }
+    let max = rule.max_data_bytes.unwrap_or(u64::MAX);
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&key);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
+    let mut received = 0u64;
     loop {
         match reader.next::<ClientFrame<'_>>()? {
             Some(ClientFrame::Data(d)) => {
+                received += d.len() as u64;
+                if received > max {
+                    return Err(Refusal::new(
+                        ErrorCode::TooLarge,
+                        format!("the data exceeds this qube's limit of {max} bytes"),
+                    )
+                    .into());
+                }
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
             Some(ClientFrame::End) => break,
@@ -235,6 +292,56 @@ fn sign<R: Read, W: Write>(
             None => return Err(FrameError::Truncated.into()),
         }
     }
+    let decision = match rule.confirm {
+        Confirm::Allow => format!("allow (policy line {})", rule.line),
+        Confirm::Deny => return Err(denied().into()),
+        Confirm::Ask { auto_accept } => {
+            let state = |e: std::io::Error| Refusal::new(ErrorCode::Internal, format!("policy state: {e}"));
+            if vault.gate.auto_accepted(source.as_str(), &primary).map_err(state)? {
+                format!("ask: auto-accepted (policy line {})", rule.line)
+            } else {
+                let _pending = vault.gate.begin_question(source.as_str()).map_err(state)?.ok_or_else(|| {
+                    Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending"))
+                })?;
+                let digest = job.data_digest().map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+                let uid = key
+                    .stored
+                    .cert
+                    .userids()
+                    .next()
+                    .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+                    .unwrap_or_default();
+                let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
+                let q = Question {
+                    caller: source.as_str(),
+                    key: &primary,
+                    userid: &uid,
+                    operation: op.name(),
+                    size: received,
+                    digest: &hex::encode(digest),
+                    hash_algo: &hash_name,
+                };
+                match confirm::ask(&vault.policy.confirm, &q) {
+                    Answer::Approved => {
+                        if let Some(w) = auto_accept {
+                            vault.gate.approve(source.as_str(), &primary, w).map_err(state)?;
+                        }
+                        format!("ask: approved (policy line {})", rule.line)
+                    }
+                    Answer::Denied => {
+                        return Err(Refusal::new(ErrorCode::Denied, "the request was denied in the vault").into())
+                    }
+                    Answer::TimedOut => {
+                        return Err(Refusal::new(ErrorCode::Denied, "the confirmation timed out in the vault").into())
+                    }
+                    Answer::Failed(e) => {
+                        tracing::warn!("confirmation command failed: {e}");
+                        return Err(Refusal::new(ErrorCode::Denied, "the vault could not ask for confirmation").into());
+                    }
+                }
+            }
+        }
+    };
     let created = SystemTime::now();
     let mode = match req.mode {
         SignMode::Detached => "detached",
@@ -263,7 +370,7 @@ fn sign<R: Read, W: Write>(
                 data_digest: hex::encode(&finished.data_digest),
                 data_len: finished.data_len,
                 sig_digest: hex::encode(Sha256::digest(&signature)),
-                decision: "allow".into(),
+                decision: decision.clone(),
             };
             Ok((event, (finished, signature)))
         })

@@ -1,0 +1,103 @@
+//! Asking the person at the vault: runs the configured command (a zenity
+//! question by default) with the request's details, and waits for its answer
+//! up to a timeout. Exit status 0 approves; anything else, a failure to run, or
+//! the timeout denies.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::policy::ConfirmCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Approved,
+    Denied,
+    TimedOut,
+    Failed(String),
+}
+
+pub struct Question<'a> {
+    pub caller: &'a str,
+    pub key: &'a str,
+    pub userid: &'a str,
+    pub operation: &'a str,
+    pub size: u64,
+    pub digest: &'a str,
+    pub hash_algo: &'a str,
+}
+
+impl Question<'_> {
+    pub fn message(&self) -> String {
+        format!(
+            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data, {} {}.\n\nAllow?",
+            self.caller, self.operation, self.key, self.userid, self.size, self.hash_algo, self.digest
+        )
+    }
+}
+
+pub fn ask(cmd: &ConfirmCommand, q: &Question<'_>) -> Answer {
+    let msg = q.message();
+    let argv: Vec<String> = cmd.argv.iter().map(|a| a.replace("{message}", &msg)).collect();
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("QVAULT_CALLER", q.caller)
+        .env("QVAULT_KEY", q.key)
+        .env("QVAULT_KEY_UID", q.userid)
+        .env("QVAULT_OPERATION", q.operation)
+        .env("QVAULT_DATA_SIZE", q.size.to_string())
+        .env("QVAULT_DATA_DIGEST", format!("{}:{}", q.hash_algo, q.digest))
+        .env("QVAULT_MESSAGE", &msg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Answer::Failed(format!("cannot run {:?}: {e}", argv[0])),
+    };
+    let deadline = Instant::now() + cmd.timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Answer::Approved,
+            Ok(Some(_)) => return Answer::Denied,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Answer::TimedOut;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Answer::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q() -> Question<'static> {
+        Question {
+            caller: "work",
+            key: "K",
+            userid: "U",
+            operation: "detached",
+            size: 3,
+            digest: "ab",
+            hash_algo: "SHA256",
+        }
+    }
+
+    fn cmd(script: &str, secs: u64) -> ConfirmCommand {
+        ConfirmCommand { argv: vec!["sh".into(), "-c".into(), script.into()], timeout: Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(ask(&cmd("exit 0", 5), &q()), Answer::Approved);
+        assert_eq!(ask(&cmd("exit 1", 5), &q()), Answer::Denied);
+        assert_eq!(ask(&cmd("sleep 10", 1), &q()), Answer::TimedOut);
+        assert_eq!(ask(&cmd("test \"$QVAULT_CALLER/$QVAULT_DATA_SIZE\" = work/3", 5), &q()), Answer::Approved);
+        let c = ConfirmCommand { argv: vec!["/nonexistent/zenity".into()], timeout: Duration::from_secs(1) };
+        assert!(matches!(ask(&c, &q()), Answer::Failed(_)));
+    }
+}

@@ -1,0 +1,451 @@
+//! The vault's policy (`$QVAULT_HOME/policy.toml`): which calling qube may do
+//! what with which key, with size and rate limits and a confirmation mode.
+//! Rules are tried in order; the first rule whose caller, key and operation all
+//! match decides. What no rule allows is denied. A policy that does not parse or
+//! validate is an error: the vault never falls back to allowing.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Operations a rule can allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    List,
+    ExportPublic,
+    SignDetached,
+    SignCleartext,
+    SignInline,
+}
+
+impl Operation {
+    pub const ALL: [(&'static str, Operation); 5] = [
+        ("list", Operation::List),
+        ("export", Operation::ExportPublic),
+        ("sign-detached", Operation::SignDetached),
+        ("sign-cleartext", Operation::SignCleartext),
+        ("sign-inline", Operation::SignInline),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Operation::ALL.iter().find(|(_, o)| *o == self).map_or("?", |(n, _)| n)
+    }
+
+    pub fn is_sign(self) -> bool {
+        matches!(self, Operation::SignDetached | Operation::SignCleartext | Operation::SignInline)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Allow,
+    Deny,
+    /// Ask; after an approval, the same caller and key are allowed without
+    /// asking for `auto_accept` (as QUBES_GPG_AUTOACCEPT does in split-gpg).
+    Ask {
+        auto_accept: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// 1-based line of the rule in the file, for messages.
+    pub line: usize,
+    pub callers: Vec<String>,
+    pub keys: Vec<String>,
+    pub operations: Vec<Operation>,
+    pub confirm: Confirm,
+    pub max_data_bytes: Option<u64>,
+    pub rate_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfirmCommand {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub confirm: ConfirmCommand,
+}
+
+/// A policy error with the line it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct PolicyError {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: Spanned<u32>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<RawRule>>,
+    confirm: Option<Spanned<RawConfirm>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    caller: Spanned<OneOrMany>,
+    keys: Spanned<OneOrMany>,
+    operations: Spanned<Vec<Spanned<String>>>,
+    confirm: Spanned<String>,
+    auto_accept_seconds: Option<Spanned<u64>>,
+    max_data_bytes: Option<Spanned<u64>>,
+    rate_per_minute: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfirm {
+    command: Spanned<Vec<String>>,
+    timeout_seconds: Option<Spanned<u64>>,
+}
+
+/// The question shown when no `[confirm]` section says otherwise.
+pub fn default_confirm() -> ConfirmCommand {
+    ConfirmCommand {
+        argv: vec![
+            "zenity".into(),
+            "--question".into(),
+            "--title=qvault".into(),
+            "--no-markup".into(),
+            "--text={message}".into(),
+        ],
+        timeout: Duration::from_secs(60),
+    }
+}
+
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text[..span.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+const MAX_POLICY: usize = 1 << 20;
+const MAX_RULES: usize = 1000;
+
+impl Policy {
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY {
+            return Err(PolicyError { line: 1, message: format!("the policy is larger than {MAX_POLICY} bytes") });
+        }
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
+            line: e.span().map_or(1, |s| line_of(text, s)),
+            message: e.message().to_owned(),
+        })?;
+        let err = |span: Range<usize>, message: String| PolicyError { line: line_of(text, span), message };
+        if *raw.version.get_ref() != 1 {
+            return Err(err(
+                raw.version.span(),
+                format!("unsupported policy version {} (this vault reads 1)", raw.version.get_ref()),
+            ));
+        }
+        if raw.rules.len() > MAX_RULES {
+            return Err(err(0..0, format!("more than {MAX_RULES} rules")));
+        }
+        let mut rules = Vec::new();
+        for r in raw.rules {
+            let line = line_of(text, r.span());
+            let r = r.into_inner();
+            let callers_span = r.caller.span();
+            let callers = r.caller.into_inner().into_vec();
+            if callers.is_empty() {
+                return Err(err(callers_span, "`caller` lists no qube".into()));
+            }
+            for c in &callers {
+                let check = c.replace(['*', '?'], "a");
+                if qubes_rpc::QubeName::parse(&check).is_err() && c != "*" {
+                    return Err(err(callers_span.clone(), format!("{c:?} is not a qube name or pattern")));
+                }
+            }
+            let keys_span = r.keys.span();
+            let keys = r.keys.into_inner().into_vec();
+            if keys.is_empty() || keys.iter().any(|k| k.trim().is_empty() || k.chars().any(char::is_control)) {
+                return Err(err(keys_span, "`keys` must list fingerprints or user-ID patterns (\"*\" for all)".into()));
+            }
+            let mut operations = Vec::new();
+            for op in r.operations.into_inner() {
+                let found = Operation::ALL.iter().find(|(n, _)| *n == op.get_ref().as_str());
+                match found {
+                    Some((_, o)) => operations.push(*o),
+                    None => {
+                        let names: Vec<&str> = Operation::ALL.iter().map(|(n, _)| *n).collect();
+                        return Err(err(
+                            op.span(),
+                            format!("unknown operation {:?} (known: {})", op.get_ref(), names.join(", ")),
+                        ));
+                    }
+                }
+            }
+            let auto = r.auto_accept_seconds.as_ref().map(|s| *s.get_ref());
+            let confirm = match r.confirm.get_ref().as_str() {
+                "allow" => Confirm::Allow,
+                "deny" => Confirm::Deny,
+                "ask" => Confirm::Ask { auto_accept: auto.filter(|&s| s > 0).map(Duration::from_secs) },
+                other => {
+                    return Err(err(r.confirm.span(), format!("confirm must be allow, deny or ask, not {other:?}")));
+                }
+            };
+            if let (Some(a), false) = (&r.auto_accept_seconds, matches!(confirm, Confirm::Ask { .. })) {
+                return Err(err(a.span(), "auto_accept_seconds only applies to confirm = \"ask\"".into()));
+            }
+            if let Some(a) = &r.auto_accept_seconds {
+                if *a.get_ref() > 86400 {
+                    return Err(err(a.span(), "auto_accept_seconds is at most 86400 (one day)".into()));
+                }
+            }
+            if let Some(m) = &r.rate_per_minute {
+                if *m.get_ref() == 0 {
+                    return Err(err(
+                        m.span(),
+                        "rate_per_minute must be at least 1 (use confirm = \"deny\" to forbid)".into(),
+                    ));
+                }
+            }
+            rules.push(Rule {
+                line,
+                callers,
+                keys,
+                operations,
+                confirm,
+                max_data_bytes: r.max_data_bytes.map(Spanned::into_inner),
+                rate_per_minute: r.rate_per_minute.map(Spanned::into_inner),
+            });
+        }
+        let confirm = match raw.confirm {
+            None => default_confirm(),
+            Some(c) => {
+                let c = c.into_inner();
+                let span = c.command.span();
+                let argv = c.command.into_inner();
+                if argv.is_empty() || argv[0].trim().is_empty() {
+                    return Err(err(span, "confirm.command names no program".into()));
+                }
+                let timeout = c.timeout_seconds.map_or(60, Spanned::into_inner);
+                if timeout == 0 || timeout > 3600 {
+                    return Err(err(span, "confirm.timeout_seconds must be 1..=3600".into()));
+                }
+                ConfirmCommand { argv, timeout: Duration::from_secs(timeout) }
+            }
+        };
+        Ok(Policy { rules, confirm })
+    }
+
+    /// The rule deciding `op` by `caller` on a key with these identities, if any.
+    pub fn decide(&self, caller: &str, key: &KeyIdentity<'_>, op: Operation) -> Option<&Rule> {
+        self.rules.iter().find(|r| {
+            r.operations.contains(&op)
+                && r.callers.iter().any(|c| glob(c, caller))
+                && r.keys.iter().any(|k| key_matches(k, key))
+        })
+    }
+
+    /// Is any key operation allowed for this caller at all (for listings)?
+    pub fn allows_key(&self, caller: &str, key: &KeyIdentity<'_>, op: Operation) -> bool {
+        self.decide(caller, key, op).is_some_and(|r| r.confirm != Confirm::Deny)
+    }
+}
+
+/// What policy matches keys against.
+pub struct KeyIdentity<'a> {
+    /// Upper-case hex fingerprints of the primary key and its subkeys.
+    pub fingerprints: Vec<String>,
+    pub userids: Vec<&'a str>,
+}
+
+fn key_matches(pattern: &str, key: &KeyIdentity<'_>) -> bool {
+    let p = pattern.trim();
+    let hex = p.strip_prefix("0x").unwrap_or(p);
+    if matches!(hex.len(), 40 | 64) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return key.fingerprints.iter().any(|f| f.eq_ignore_ascii_case(hex));
+    }
+    // A pattern matches the whole user ID or just its email address, so
+    // "*@debian.org" matches "Name <name@debian.org>".
+    let p = p.to_lowercase();
+    key.userids.iter().any(|u| {
+        let u = u.to_lowercase();
+        glob(&p, &u) || crate::select::email_of(&u).is_some_and(|e| glob(&p, e))
+    })
+}
+
+/// Shell-style `*` and `?` matching, iterative (no exponential backtracking).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The policy `qvault init` writes.
+pub fn default_policy_text(confirm: bool) -> String {
+    let (mode, auto) = if confirm { ("ask", "auto_accept_seconds = 300\n") } else { ("allow", "") };
+    format!(
+        r#"# qvault policy: who may do what with which key. Checked on every call.
+# Rules are tried in order; the first rule whose caller, key and operation all
+# match decides. Anything no rule allows is denied. `qvault policy check`
+# validates this file; a policy that does not validate stops the vault.
+version = 1
+
+# Every qube that dom0's qrexec policy lets through may list keys, export
+# public keys and sign with every key.
+[[rule]]
+# The calling qube's name as dom0 reports it: exact, or a pattern with * and ?.
+caller = "*"
+# Fingerprints, or user-ID patterns such as "*@debian.org"; "*" is every key.
+keys = ["*"]
+# list, export, sign-detached, sign-cleartext, sign-inline
+operations = ["list", "export", "sign-detached", "sign-cleartext", "sign-inline"]
+# allow, deny, or ask (a question in the vault before each signature).
+confirm = "{mode}"
+# With ask: after an approval, the same qube and key sign without asking for
+# this many seconds (QUBES_GPG_AUTOACCEPT in split-gpg).
+{auto}# Optional limits:
+# max_data_bytes = 1073741824
+# rate_per_minute = 120
+
+# Examples:
+# [[rule]]
+# caller = "build-*"
+# keys = ["*@example.org"]
+# operations = ["sign-detached"]
+# confirm = "allow"
+# rate_per_minute = 30
+#
+# The question asked in the vault; {{message}} is replaced by the details, which
+# are also in the environment (QVAULT_CALLER, QVAULT_KEY, QVAULT_OPERATION,
+# QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST). Exit status 0 approves.
+# [confirm]
+# command = ["zenity", "--question", "--title=qvault", "--no-markup", "--text={{message}}"]
+# timeout_seconds = 60
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<'a>(uid: &'a str) -> KeyIdentity<'a> {
+        KeyIdentity { fingerprints: vec!["A".repeat(40), "B".repeat(40)], userids: vec![uid] }
+    }
+
+    #[test]
+    fn default_policies_parse() {
+        let p = Policy::parse(&default_policy_text(true)).unwrap();
+        assert_eq!(p.rules.len(), 1);
+        assert_eq!(p.rules[0].confirm, Confirm::Ask { auto_accept: Some(Duration::from_secs(300)) });
+        let p = Policy::parse(&default_policy_text(false)).unwrap();
+        assert_eq!(p.rules[0].confirm, Confirm::Allow);
+        assert!(p.decide("work", &key("a <a@x>"), Operation::SignInline).is_some());
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_unlisted_is_denied() {
+        let p = Policy::parse(
+            r#"version = 1
+[[rule]]
+caller = ["dev-*", "work"]
+keys = ["*@debian.org"]
+operations = ["sign-detached"]
+confirm = "allow"
+rate_per_minute = 5
+[[rule]]
+caller = "work"
+keys = "*"
+operations = ["list", "sign-detached"]
+confirm = "deny"
+[[rule]]
+caller = "*"
+keys = ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
+operations = ["sign-cleartext"]
+confirm = "ask"
+max_data_bytes = 10
+"#,
+        )
+        .unwrap();
+        let deb = key("Dev <dev@debian.org>");
+        let other = key("Other <o@example.org>");
+        assert_eq!(p.decide("dev-1", &deb, Operation::SignDetached).unwrap().line, 2);
+        assert_eq!(p.decide("work", &other, Operation::SignDetached).unwrap().confirm, Confirm::Deny);
+        assert!(p.decide("dev-1", &other, Operation::SignDetached).is_none());
+        assert!(p.decide("untrusted", &deb, Operation::SignDetached).is_none());
+        assert!(p.decide("dev-1", &deb, Operation::SignInline).is_none());
+        let r = p.decide("anything", &other, Operation::SignCleartext).unwrap();
+        assert_eq!((r.max_data_bytes, r.confirm), (Some(10), Confirm::Ask { auto_accept: None }));
+        assert!(!p.allows_key("work", &other, Operation::List));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            ("version = 2\n", 1, "unsupported policy version"),
+            ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = [\"sign\"]\nconfirm = \"allow\"\n", 5, "unknown operation \"sign\""),
+            ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = []\nconfirm = \"maybe\"\n", 6, "confirm must be"),
+            ("version = 1\n\n[[rule]]\ncaller = \"a b\"\nkeys = \"*\"\noperations = []\nconfirm = \"allow\"\n", 4, "not a qube name"),
+            ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = []\nconfirm = \"allow\"\nauto_accept_seconds = 5\n", 7, "only applies"),
+            ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\nopperations = []\nconfirm = \"allow\"\n", 5, "unknown field"),
+            ("version = 1\n[[rule]\n", 2, ""),
+            ("", 1, "missing field `version`"),
+        ];
+        for (text, line, msg) in cases {
+            let e = Policy::parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.message.contains(msg), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", ""));
+        assert!(glob("dev-*", "dev-1"));
+        assert!(!glob("dev-*", "xdev-1"));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("*@debian.org", "x <x@debian.org>"));
+        assert!(glob("*@debian.org>", "x <x@debian.org>"));
+        assert!(!glob("*a*a*a*a*a*a*b", &"a".repeat(200)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,400}") {
+            let _ = Policy::parse(&s);
+        }
+    }
+}
