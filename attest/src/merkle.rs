@@ -265,6 +265,11 @@ impl MemTree {
     pub fn root(&self) -> Hash {
         self.frontier.root()
     }
+
+    /// The hash of leaf `i`.
+    pub fn range_leaf(&self, i: u64) -> Hash {
+        self.levels[0][i as usize]
+    }
 }
 
 impl Subtrees for MemTree {

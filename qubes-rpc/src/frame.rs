@@ -219,3 +219,37 @@ mod tests {
         }
     }
 }
+
+/// The encodings shown in docs/protocol.md, pinned.
+#[cfg(test)]
+mod vectors {
+    use super::*;
+    use crate::messages::*;
+
+    fn hex_of(f: &ClientFrame<'_>) -> String {
+        let mut v = Vec::new();
+        encode_into(f, &mut v).unwrap();
+        v.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn documented_examples() {
+        assert_eq!(
+            hex_of(&ClientFrame::Request(Request::new(Op::ListKeys { secret: true, selectors: vec![] }))),
+            "000000050001000100"
+        );
+        assert_eq!(
+            hex_of(&ClientFrame::Request(Request::new(Op::Sign(SignRequest {
+                key: Some("alice".into()),
+                mode: SignMode::Detached,
+                armor: true,
+                digest: Some(HashAlgo::Sha512),
+                text: false,
+                known_log_size: Some(300),
+            })))),
+            "000000120001020105616c696365000101020001ac02"
+        );
+        assert_eq!(hex_of(&ClientFrame::Data(b"hi")), "0000000401026869");
+        assert_eq!(hex_of(&ClientFrame::End), "0000000102");
+    }
+}
