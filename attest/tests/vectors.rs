@@ -1,7 +1,7 @@
 //! The test vectors in tests/vectors/ (a real vault's log, log key, a signed
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 //! file, its signature and receipt), as an auditor in another language would
 //! check them against docs/log-format.md, plus named negative cases.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::path::PathBuf;
 
