@@ -37,6 +37,9 @@ pub enum Event {
     KeyImported { fingerprint: String, algorithm: String, created: i64, cert: String },
     /// A key held by the vault's gpg-agent (software or smartcard).
     KeyAttached { fingerprint: String, algorithm: String, created: i64, cert: String, card: bool },
+    /// A key's certificate changed in the vault (`change` says how: expiry
+    /// extended, revoked); `cert` is the new public certificate.
+    KeyUpdated { fingerprint: String, change: String, cert: String },
     /// A signature made by the vault.
     Signature {
         /// The (sub)key that signed.
@@ -115,7 +118,8 @@ impl Entry {
         match &self.event {
             Event::KeyGenerated { fingerprint, cert, .. }
             | Event::KeyImported { fingerprint, cert, .. }
-            | Event::KeyAttached { fingerprint, cert, .. } => {
+            | Event::KeyAttached { fingerprint, cert, .. }
+            | Event::KeyUpdated { fingerprint, cert, .. } => {
                 if !is_fpr(fingerprint) {
                     return Err(EntryError::Field("fingerprint"));
                 }
@@ -169,6 +173,7 @@ impl Entry {
             Event::KeyGenerated { .. } => "key_generated",
             Event::KeyImported { .. } => "key_imported",
             Event::KeyAttached { .. } => "key_attached",
+            Event::KeyUpdated { .. } => "key_updated",
             Event::Signature { .. } => "signature",
             Event::DaemonStarted { .. } => "daemon_started",
             Event::PolicyChanged { .. } => "policy_changed",

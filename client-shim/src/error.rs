@@ -1,6 +1,6 @@
 //! qvault-gpg's errors; `main` turns each into a `gpg: ...` message and gpg's exit code.
 
-use qubes_rpc::ErrorCode;
+use qubes_rpc::RpcError;
 
 use crate::args::ArgError;
 
@@ -14,8 +14,8 @@ pub enum ShimError {
     Unreachable(String, String),
     #[error("protocol error talking to the vault: {0}")]
     Protocol(String),
-    #[error("the vault refused: {1}")]
-    Vault(ErrorCode, String),
+    #[error("the vault refused: {}", .0.message)]
+    Vault(RpcError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}: {1}")]

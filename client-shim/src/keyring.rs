@@ -75,6 +75,27 @@ impl Keyring {
         self.certs.iter().find(|(c, _)| c.keys().any(|k| k.key().key_handle().aliases(h)))
     }
 
+    /// The cache of the vault's certificates is older than an hour, or holds a
+    /// certificate that is expired or revoked now.
+    pub fn vault_cache_stale(&self) -> bool {
+        let path = data_dir().join("vault-certs.pgp");
+        let old = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > std::time::Duration::from_secs(3600));
+        let p = openpgp::policy::StandardPolicy::new();
+        let unusable =
+            self.certs.iter().filter(|(_, t)| *t == Trust::Ultimate).any(|(c, _)| match c.with_policy(&p, None) {
+                Ok(vc) => {
+                    vc.alive().is_err()
+                        || matches!(vc.revocation_status(), openpgp::types::RevocationStatus::Revoked(_))
+                }
+                Err(_) => true,
+            });
+        old || unusable
+    }
+
     /// Fetches the vault's public certificates and caches them.
     pub fn refresh_from_vault(&mut self) -> Result<(), ShimError> {
         let bytes = export_from_vault(&[])?;

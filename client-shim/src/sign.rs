@@ -186,7 +186,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         ServerFrame::Ready(p) => p,
         other => return Err(ShimError::Protocol(format!("unexpected answer {:?}", frame_name(&other)))),
     };
-    status.emit(Status::KeyConsidered { fpr: &plan.primary_fpr });
+    status.emit(Status::KeyConsidered { fpr: &plan.primary_fpr, flags: 0 });
     status.emit(Status::BeginSigning { hash: plan.hash_algo });
 
     let result = {
@@ -279,24 +279,34 @@ fn frame_name(f: &ServerFrame<'_>) -> &'static str {
     }
 }
 
-/// Key-selection failures get gpg's status lines for an unusable signer.
+/// Key-selection failures get gpg's status lines and messages for an unusable
+/// signer (as GnuPG 2.2 prints them).
 fn signer_error(e: ShimError, key: Option<&str>, status: &mut StatusOut) -> ShimError {
-    if let ShimError::Vault(code, _) = &e {
-        use qubes_rpc::ErrorCode::*;
-        let who = key.unwrap_or("");
-        match code {
-            UnknownKey => status.emit(Status::InvSgnr { reason: 9, who }),
-            KeyExpired => {
-                status.emit(Status::KeyExpired { ts: 0 });
-                status.emit(Status::InvSgnr { reason: 5, who });
-            }
-            KeyRevoked => {
-                status.emit(Status::KeyRevoked);
-                status.emit(Status::InvSgnr { reason: 4, who });
-            }
-            _ => {}
+    let ShimError::Vault(err) = &e else { return e };
+    use qubes_rpc::ErrorCode::*;
+    let who = key.unwrap_or("");
+    let why = match err.code {
+        UnknownKey => {
+            status.emit(Status::InvSgnr { reason: 9, who });
+            status.emit(Status::Failure { location: "sign", code: 17 });
+            "No secret key"
         }
-        status.emit(Status::Failure { location: "sign", code: 17 });
-    }
-    e
+        KeyExpired | KeyRevoked => {
+            for ts in &err.expired_at {
+                status.emit(Status::KeyExpired { ts: *ts });
+            }
+            if let Some(fpr) = &err.key {
+                status.emit(Status::KeyConsidered { fpr, flags: 3 });
+            }
+            status.emit(Status::InvSgnr { reason: 9, who });
+            status.emit(Status::Failure { location: "sign", code: 54 });
+            "Unusable secret key"
+        }
+        _ => {
+            status.emit(Status::Failure { location: "sign", code: 17 });
+            return e;
+        }
+    };
+    eprintln!("gpg: skipped \"{who}\": {why}");
+    ShimError::Usage(format!("signing failed: {why} ({})", err.message))
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status<'a> {
-    KeyConsidered { fpr: &'a str },
+    KeyConsidered { fpr: &'a str, flags: u8 },
     BeginSigning { hash: u8 },
     SigCreated { kind: char, pk_algo: u8, hash_algo: u8, class: u8, ts: i64, fpr: &'a str },
     NewSig,
@@ -51,7 +51,7 @@ pub fn date(ts: i64) -> String {
 impl Status<'_> {
     pub fn render(&self) -> String {
         let body = match self {
-            Status::KeyConsidered { fpr } => format!("KEY_CONSIDERED {fpr} 0"),
+            Status::KeyConsidered { fpr, flags } => format!("KEY_CONSIDERED {fpr} {flags}"),
             Status::BeginSigning { hash } => format!("BEGIN_SIGNING H{hash}"),
             Status::SigCreated { kind, pk_algo, hash_algo, class, ts, fpr } => {
                 format!("SIG_CREATED {kind} {pk_algo} {hash_algo} {class:02X} {ts} {fpr}")

@@ -85,7 +85,7 @@ impl Conn {
         let frame = qubes_rpc::frame::decode::<ServerFrame<'_>>(self.reader.payload())
             .map_err(|e| ShimError::Protocol(e.to_string()))?;
         match frame {
-            ServerFrame::Error(e) => Err(ShimError::Vault(e.code, e.message)),
+            ServerFrame::Error(e) => Err(ShimError::Vault(e)),
             f => Ok(f),
         }
     }
@@ -101,7 +101,7 @@ impl Conn {
     /// A write failed: the vault may have refused and closed; prefer its reason.
     fn transport(&mut self, e: FrameError) -> ShimError {
         match self.reader.next::<ServerFrame<'_>>() {
-            Ok(Some(ServerFrame::Error(err))) => ShimError::Vault(err.code, err.message),
+            Ok(Some(ServerFrame::Error(err))) => ShimError::Vault(err),
             _ => ShimError::Unreachable(self.name.clone(), e.to_string()),
         }
     }

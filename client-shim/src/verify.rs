@@ -168,7 +168,7 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
     let uid0 = |k: &KeyFacts| k.uids.first().cloned().unwrap_or_default();
     match o {
         Outcome::Good { sig, key } => {
-            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr, flags: 0 });
             let kid = keyid(&key.signer_fpr).to_owned();
             let uid = uid0(key);
             if key.revoked {
@@ -209,14 +209,14 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
             0
         }
         Outcome::Bad { key, .. } => {
-            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr, flags: 0 });
             let uid = uid0(key);
             status.emit(Status::BadSig { keyid: keyid(&key.signer_fpr), uid: &uid });
             eprintln!("gpg: BAD signature from \"{uid}\" [{}]", trust_word(key));
             1
         }
         Outcome::KeyUnusable { sig, key } => {
-            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr });
+            status.emit(Status::KeyConsidered { fpr: &key.primary_fpr, flags: 0 });
             let uid = uid0(key);
             let kid = keyid(&key.signer_fpr);
             if key.revoked {
@@ -293,7 +293,12 @@ fn open(path: &str) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
 pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError> {
     let p = StandardPolicy::new();
     let mut keyring = Keyring::load();
-    let helper = Helper { keyring: &mut keyring, refreshed: false, outcomes: Vec::new() };
+    // The vault may have extended or revoked a key since the cache was filled.
+    let mut refreshed = false;
+    if keyring.vault_cache_stale() {
+        refreshed = keyring.refresh_from_vault().is_ok();
+    }
+    let helper = Helper { keyring: &mut keyring, refreshed, outcomes: Vec::new() };
     let ops = &inv.operands;
     let (sig_src, data_src): (String, Option<Vec<String>>) = match ops.as_slice() {
         [] => ("-".into(), None),

@@ -162,6 +162,16 @@ pub struct RpcError {
     pub code: ErrorCode,
     /// A human message; never contains key material.
     pub message: String,
+    /// For an unusable key: its primary fingerprint, and the expiry times of its
+    /// expired keys (what gpg reports in `KEY_CONSIDERED` and `KEYEXPIRED`).
+    pub key: Option<String>,
+    pub expired_at: Vec<i64>,
+}
+
+impl RpcError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RpcError { code, message: message.into(), key: None, expired_at: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,7 +86,8 @@ fn unknown_key_gives_inv_sgnr_and_exit_2() {
     assert!(!out.contains("SIG_CREATED"));
     assert!(
         stderr(&o).contains(
-            "gpg: signing failed: the vault refused: no secret key in the vault matches \"nobody@example.org\""
+            "gpg: skipped \"nobody@example.org\": No secret key\n\
+             gpg: signing failed: No secret key (no secret key in the vault matches \"nobody@example.org\")"
         ),
         "{}",
         stderr(&o)

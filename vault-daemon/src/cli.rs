@@ -5,6 +5,15 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Reasons `qvault revoke` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Reason {
+    Retired,
+    Superseded,
+    Compromised,
+    Unspecified,
+}
+
 /// Key algorithms `qvault keygen` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Algo {
@@ -60,6 +69,28 @@ pub enum Cmd {
         home: HomeArg,
         /// File holding the transferable secret key (binary or armored)
         file: PathBuf,
+    },
+    /// Set a new expiry for a key (its primary key and signing subkeys); logged.
+    ExtendExpiry {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The key: fingerprint, key ID or user ID
+        key: String,
+        /// New validity from now: e.g. 2y, 18m, 30d, or never
+        #[arg(long, default_value = "2y")]
+        expire: String,
+    },
+    /// Revoke a key; logged. Clients see it when they next fetch the certificate.
+    Revoke {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The key: fingerprint, key ID or user ID
+        key: String,
+        #[arg(long, value_enum, default_value = "retired")]
+        reason: Reason,
+        /// A short human explanation stored in the revocation
+        #[arg(long, default_value = "")]
+        message: String,
     },
     /// List the vault's keys.
     List {

@@ -56,7 +56,7 @@ pub enum SelectError {
     #[error("the vault holds no secret key")]
     Empty,
     #[error("key {0} is expired")]
-    Expired(String),
+    Expired(String, Vec<i64>),
     #[error("key {0} is revoked")]
     Revoked(String),
     #[error("key {0} has no valid signing-capable (sub)key")]
@@ -66,7 +66,7 @@ pub enum SelectError {
 impl SelectError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            SelectError::Expired(_) => ErrorCode::KeyExpired,
+            SelectError::Expired(..) => ErrorCode::KeyExpired,
             SelectError::Revoked(_) => ErrorCode::KeyRevoked,
             _ => ErrorCode::UnknownKey,
         }
@@ -115,10 +115,9 @@ impl Keystore {
         }
         // gpg uses the first key of its keyring as the default; ours is the order
         // in which keys entered the vault.
-        keys.sort_by(|a, b| {
-            (a.provenance.added, a.cert.fingerprint().to_hex())
-                .cmp(&(b.provenance.added, b.cert.fingerprint().to_hex()))
-        });
+        // Log positions are strictly increasing: a total order even for keys
+        // added within the same second.
+        keys.sort_by_key(|k| k.provenance.log_index);
         Ok(Keystore { dir: dir.to_owned(), keys })
     }
 
@@ -159,6 +158,29 @@ impl Keystore {
         Ok(fpr)
     }
 
+    /// Replaces a key's certificate (same primary key, new self-signatures),
+    /// after logging the change.
+    pub fn update(&mut self, cert: Cert, change: String, log: &Log) -> anyhow::Result<()> {
+        let fpr = cert.fingerprint();
+        let pos = self
+            .keys
+            .iter()
+            .position(|k| k.cert.fingerprint() == fpr)
+            .ok_or_else(|| anyhow::anyhow!("key {} is not in the vault", fpr.to_hex()))?;
+        anyhow::ensure!(cert.is_tsk(), "the updated certificate lost its secret key material");
+        let mut public = Vec::new();
+        export_public(&cert, &mut public)?;
+        let event =
+            Event::KeyUpdated { fingerprint: fpr.to_hex(), change, cert: qvault_attest::receipt::encode_cert(&public) };
+        log.append(None, |_| Ok((event, ())))?;
+        let mut tsk = Vec::new();
+        cert.as_tsk().serialize(&mut tsk)?;
+        fsutil::write_private(&self.dir.join(fpr.to_hex()).with_extension("tsk"), &tsk)?;
+        zeroize::Zeroize::zeroize(&mut tsk);
+        self.keys[pos].cert = cert;
+        Ok(())
+    }
+
     /// Certificates matching any of `selectors` (all when empty), in vault order.
     pub fn find<'a>(&'a self, selectors: &[String]) -> Vec<&'a StoredKey> {
         if selectors.is_empty() {
@@ -189,7 +211,7 @@ impl Keystore {
             return Err(SelectError::Revoked(name));
         }
         if vc.alive().is_err() {
-            return Err(SelectError::Expired(name));
+            return Err(SelectError::Expired(name, expired_times(&vc)));
         }
         let exact = match selector.map(Spec::parse) {
             Some(spec @ Spec::KeyId { exact: true, .. }) => Some(spec),
@@ -204,11 +226,11 @@ impl Keystore {
                     continue;
                 }
                 if let RevocationStatus::Revoked(_) = ka.revocation_status() {
-                    exact_problem = Some(SelectError::Revoked(fpr));
+                    exact_problem = Some(SelectError::Revoked(name.clone()));
                     continue;
                 }
                 if ka.alive().is_err() {
-                    exact_problem = Some(SelectError::Expired(fpr));
+                    exact_problem = Some(SelectError::Expired(name.clone(), expired_times(&vc)));
                     continue;
                 }
             }
@@ -220,11 +242,30 @@ impl Keystore {
             }
         }
         let Some(ka) = best else {
-            return Err(exact_problem.unwrap_or(SelectError::NoSigningKey(name)));
+            if let Some(p) = exact_problem {
+                return Err(p);
+            }
+            // No usable signing key: say why, as gpg does, when one exists but
+            // is expired or revoked.
+            let signing: Vec<_> = vc.keys().secret().filter(|k| k.for_signing()).collect();
+            if signing.iter().any(|k| k.alive().is_err()) {
+                return Err(SelectError::Expired(name, expired_times(&vc)));
+            }
+            if signing.iter().any(|k| matches!(k.revocation_status(), RevocationStatus::Revoked(_))) {
+                return Err(SelectError::Revoked(name));
+            }
+            return Err(SelectError::NoSigningKey(name));
         };
         let key = ka.key().clone().role_into_unspecified();
         Ok(SigningKey { stored, key })
     }
+}
+
+/// Expiry times of the certificate's expired keys, primary first, as gpg lists
+/// them in `KEYEXPIRED` lines.
+fn expired_times(vc: &ValidCert<'_>) -> Vec<i64> {
+    let now = SystemTime::now();
+    vc.keys().filter_map(|ka| ka.key_expiration_time()).filter(|t| *t <= now).map(secs).collect()
 }
 
 fn cert_matches(cert: &Cert, spec: &Spec) -> bool {

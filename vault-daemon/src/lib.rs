@@ -14,6 +14,7 @@ pub mod harden;
 pub mod home;
 pub mod keygen;
 pub mod keystore;
+pub mod lifecycle;
 pub mod log;
 pub mod policy;
 pub mod select;

@@ -88,6 +88,15 @@ fn record_policy(home: &Home, log: &log::Log, text: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Exactly one key matching a selector.
+fn one_key(ks: &Keystore, selector: &str) -> anyhow::Result<openpgp::Cert> {
+    match ks.find(&[selector.to_owned()]).as_slice() {
+        [one] => Ok(one.cert.clone()),
+        [] => anyhow::bail!("no key in the vault matches {selector:?}"),
+        many => anyhow::bail!("{} keys match {selector:?}; give a fingerprint", many.len()),
+    }
+}
+
 /// The verifier key, read without taking the writer lock (a daemon may hold it).
 fn read_log_key(home: &Home) -> anyhow::Result<String> {
     let dir = home.log_dir();
@@ -144,6 +153,38 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
             let fpr = ks.add(cert, Origin::Imported, &log)?;
             println!("{}", fpr.to_hex());
+        }
+        Cmd::ExtendExpiry { home, key, expire } => {
+            let home = Home::resolve(home.home)?;
+            home.config()?;
+            let validity = keygen::parse_expiry(&expire).map_err(anyhow::Error::msg)?;
+            let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
+            let mut ks = Keystore::load(&home.keys_dir())?;
+            let cert = one_key(&ks, &key)?;
+            let updated = qvault::lifecycle::set_expiry(&cert, validity)?;
+            let change = match validity {
+                Some(d) => format!(
+                    "expiry set to {}",
+                    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now() + d).to_rfc3339()
+                ),
+                None => "expiry removed".into(),
+            };
+            ks.update(updated, change.clone(), &log)?;
+            println!("{}: {change}", cert.fingerprint().to_hex());
+        }
+        Cmd::Revoke { home, key, reason, message } => {
+            let home = Home::resolve(home.home)?;
+            home.config()?;
+            let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
+            let mut ks = Keystore::load(&home.keys_dir())?;
+            let cert = one_key(&ks, &key)?;
+            let updated = qvault::lifecycle::revoke(&cert, reason, &message)?;
+            let change = format!(
+                "revoked: {reason:?}{}",
+                if message.is_empty() { String::new() } else { format!(" ({message})") }
+            );
+            ks.update(updated, change.clone(), &log)?;
+            println!("{}: {change}", cert.fingerprint().to_hex());
         }
         Cmd::List { home } => {
             let home = Home::resolve(home.home)?;
@@ -243,10 +284,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Err(e) => {
                     // qrexec shows the caller nothing but our stdout: say why there.
                     let mut w = qubes_rpc::FrameWriter::new(std::io::stdout().lock());
-                    let _ = w.send(&qubes_rpc::ServerFrame::Error(qubes_rpc::RpcError {
-                        code: qubes_rpc::ErrorCode::Unavailable,
-                        message: "the vault cannot serve: see its log (qvault rpc failed to start)".into(),
-                    }));
+                    let _ = w.send(&qubes_rpc::ServerFrame::Error(qubes_rpc::RpcError::new(
+                        qubes_rpc::ErrorCode::Unavailable,
+                        "the vault cannot serve: see its log (qvault rpc failed to start)",
+                    )));
                     let _ = w.flush();
                     return Err(e);
                 }

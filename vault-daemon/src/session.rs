@@ -50,11 +50,26 @@ fn identity(k: &StoredKey) -> KeyIdentity<'_> {
 }
 
 /// A refusal to answer with an `Error` frame.
-struct Refusal(ErrorCode, String);
+struct Refusal(RpcError);
 
 impl Refusal {
     fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
-        Refusal(code, msg.into())
+        Refusal(RpcError::new(code, msg))
+    }
+}
+
+impl From<keystore::SelectError> for Refusal {
+    fn from(e: keystore::SelectError) -> Self {
+        let mut r = RpcError::new(e.code(), e.to_string());
+        match e {
+            keystore::SelectError::Expired(fpr, times) => {
+                r.key = Some(fpr);
+                r.expired_at = times;
+            }
+            keystore::SelectError::Revoked(fpr) => r.key = Some(fpr),
+            _ => {}
+        }
+        Refusal(r)
     }
 }
 
@@ -92,17 +107,16 @@ pub fn serve_call<R: Read, W: Write>(
     };
     match result {
         Ok(()) => writer.flush().map_err(FrameError::from),
-        Err(Failure::Refused(Refusal(code, message))) => {
-            tracing::info!(source = %source, ?code, %message, "request refused");
-            writer.send(&ServerFrame::Error(RpcError { code, message }))?;
+        Err(Failure::Refused(Refusal(err))) => {
+            tracing::info!(source = %source, code = ?err.code, message = %err.message, "request refused");
+            writer.send(&ServerFrame::Error(err))?;
             writer.flush()?;
             Ok(())
         }
         Err(Failure::Transport(e)) => {
             // A malformed frame still gets an answer if the peer is listening.
             if !e.is_disconnect() && !matches!(e, FrameError::Io(_)) {
-                let _ =
-                    writer.send(&ServerFrame::Error(RpcError { code: ErrorCode::BadRequest, message: e.to_string() }));
+                let _ = writer.send(&ServerFrame::Error(RpcError::new(ErrorCode::BadRequest, e.to_string())));
                 let _ = writer.flush();
             }
             Err(e)
@@ -236,7 +250,7 @@ fn sign<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(|e| Refusal::new(e.code(), e.to_string()))?;
+    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(Refusal::from)?;
     let op = match req.mode {
         SignMode::Detached => Operation::SignDetached,
         SignMode::Cleartext => Operation::SignCleartext,

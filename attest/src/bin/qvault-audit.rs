@@ -234,6 +234,7 @@ fn describe(e: &Entry) -> String {
                 if *card { " (smartcard)" } else { "" }
             )
         }
+        KeyUpdated { fingerprint, change, .. } => format!("key {fingerprint}: {change}"),
         Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, .. } => format!(
             "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}",
             &data_digest[..16.min(data_digest.len())]
