@@ -248,3 +248,52 @@ fn imported_public_keys_verify_locally_and_never_reach_the_vault() {
     let dump = run_with_input(Command::new("gpg").env("GNUPGHOME", &g).args(["--list-packets"]), &ring);
     assert!(!stdout(&dump).contains("secret"), "{}", stdout(&dump));
 }
+
+#[test]
+fn key_held_by_a_gpg_agent_signs_through_the_agent_and_is_logged_as_attached() {
+    let w = World::empty();
+    // The vault's own GNUPGHOME with a real gpg-agent (started on demand).
+    let g = gnupg(&w, "vault-gnupg");
+    assert_ok(&gpg(&g, &["--quick-gen-key", "Agent Volunteer <agent@example.org>", "ed25519", "cert", "2y"]));
+    let fpr = primary_fpr(&g);
+    assert_ok(&gpg(&g, &["--quick-add-key", &fpr, "ed25519", "sign", "2y"]));
+    let o = run(&mut w.qvault(&["attach", "--gnupghome", g.to_str().unwrap(), &fpr]));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("attached from gpg-agent"), "{}", stdout(&o));
+    // The vault keeps no secret: only the public certificate.
+    let keys: Vec<String> = std::fs::read_dir(w.vault_home.join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(keys.iter().any(|k| k.ends_with(".pub")) && !keys.iter().any(|k| k.ends_with(".tsk")), "{keys:?}");
+    let l = run(&mut w.shim(&["-K", "--with-colons"]));
+    assert!(stdout(&l).contains(&format!("fpr:::::::::{fpr}:")), "{}", stdout(&l));
+    let sig = run_with_input(
+        &mut w.shim(&["--status-fd=2", "-bsa", "-u", &fpr, "--receipt-out", w.path("r.json").to_str().unwrap()]),
+        b"agent data",
+    );
+    assert_ok(&sig);
+    std::fs::write(w.path("d"), b"agent data").unwrap();
+    std::fs::write(w.path("d.asc"), &sig.stdout).unwrap();
+    assert_ok(&gpgv(&w, &[&w.path("d.asc"), &w.path("d")]));
+    assert_ok(&sqv(&w, &w.path("d.asc"), &w.path("d")));
+    let key = w.log_key();
+    let o = w.audit(&[
+        "verify-signature",
+        w.path("d").to_str().unwrap(),
+        w.path("d.asc").to_str().unwrap(),
+        "--receipt",
+        w.path("r.json").to_str().unwrap(),
+        "--log-key",
+        &key,
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("key origin:  attached from gpg-agent,"), "{}", stdout(&o));
+    let _ = Command::new("gpgconf").env("GNUPGHOME", &g).args(["--kill", "gpg-agent"]).status();
+    // With the agent gone and its key unavailable, signing fails cleanly.
+    std::fs::remove_dir_all(g.join("private-keys-v1.d")).unwrap();
+    let o = run_with_input(&mut w.shim(&["-bsa", "-u", &fpr]), b"x");
+    assert_code(&o, 2);
+    let _ = Command::new("gpgconf").env("GNUPGHOME", &g).args(["--kill", "gpg-agent"]).status();
+}

@@ -92,6 +92,17 @@ pub enum Cmd {
         #[arg(long, default_value = "")]
         message: String,
     },
+    /// Use a key held by a gpg-agent in the vault (software key or smartcard):
+    /// signing goes through the agent; the log records the key as attached.
+    Attach {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The GNUPGHOME whose gpg-agent holds the key
+        #[arg(long, value_name = "DIR")]
+        gnupghome: PathBuf,
+        /// The key as gpg names it (fingerprint, key ID, user ID)
+        key: String,
+    },
     /// List the vault's keys.
     List {
         #[command(flatten)]

@@ -30,6 +30,9 @@ use qvault_attest::entry::Event;
 pub enum Origin {
     Generated,
     Imported,
+    /// Held by a gpg-agent in the vault (software key or smartcard); the
+    /// vault keeps only the public certificate (`keys/<FPR>.pub`).
+    Attached,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +44,12 @@ pub struct Provenance {
     /// here so a receipt can include it without reading the log).
     pub log_index: u64,
     pub log_entry: String,
+    /// For attached keys: the GNUPGHOME whose gpg-agent holds the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gnupghome: Option<PathBuf>,
+    /// For attached keys: the agent reports them on a smartcard.
+    #[serde(default)]
+    pub card: bool,
 }
 
 pub struct StoredKey {
@@ -76,7 +85,31 @@ impl SelectError {
 /// The key chosen for one signature.
 pub struct SigningKey<'a> {
     pub stored: &'a StoredKey,
-    pub key: Key<SecretParts, UnspecifiedRole>,
+    pub key: Key<PublicParts, UnspecifiedRole>,
+    secret: Secret,
+}
+
+enum Secret {
+    Local(Key<SecretParts, UnspecifiedRole>),
+    Agent(PathBuf),
+}
+
+impl SigningKey<'_> {
+    /// Something that signs with this key: the key itself, or the gpg-agent
+    /// holding it. Local secrets stay in Sequoia's protected memory.
+    pub fn signer(&self) -> anyhow::Result<Box<dyn openpgp::crypto::Signer + Send + Sync>> {
+        match &self.secret {
+            Secret::Local(k) => {
+                Ok(Box::new(k.clone().into_keypair().map_err(|_| {
+                    anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected")
+                })?))
+            }
+            Secret::Agent(home) => {
+                let ctx = sequoia_gpg_agent::gnupg::Context::with_homedir(home)?;
+                Ok(Box::new(sequoia_gpg_agent::KeyPair::new_for_gnupg_context(&ctx, &self.key)?))
+            }
+        }
+    }
 }
 
 pub struct Keystore {
@@ -102,7 +135,7 @@ impl Keystore {
         let entries = std::fs::read_dir(dir).with_context(|| format!("reading key directory {}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("tsk") {
+            if !matches!(path.extension().and_then(|e| e.to_str()), Some("tsk" | "pub")) {
                 continue;
             }
             let cert = Cert::from_file(&path).with_context(|| format!("reading key file {}", path.display()))?;
@@ -144,12 +177,12 @@ impl Keystore {
             let (fingerprint, cert) = (fpr.to_hex(), qvault_attest::receipt::encode_cert(&public));
             match origin {
                 Origin::Generated => Event::KeyGenerated { fingerprint, algorithm, created, cert },
-                Origin::Imported => Event::KeyImported { fingerprint, algorithm, created, cert },
+                Origin::Imported | Origin::Attached => Event::KeyImported { fingerprint, algorithm, created, cert },
             }
         };
         let (log_index, (), bytes) = log.append(None, |_| Ok((event, ())))?;
         let log_entry = String::from_utf8(bytes)?;
-        let provenance = Provenance { origin, added: now_secs(), log_index, log_entry };
+        let provenance = Provenance { origin, added: now_secs(), log_index, log_entry, gnupghome: None, card: false };
         let base = self.dir.join(fpr.to_hex());
         fsutil::write_private(&base.with_extension("toml"), toml::to_string(&provenance)?.as_bytes())?;
         fsutil::write_private(&base.with_extension("tsk"), &tsk)?;
@@ -217,9 +250,12 @@ impl Keystore {
             Some(spec @ Spec::KeyId { exact: true, .. }) => Some(spec),
             _ => None,
         };
-        let mut best: Option<ValidErasedKeyAmalgamation<'_, SecretParts>> = None;
+        let agent = stored.provenance.gnupghome.clone();
+        let mut best: Option<ValidErasedKeyAmalgamation<'_, PublicParts>> = None;
         let mut exact_problem = None;
-        for ka in vc.keys().secret() {
+        // Keys the vault can sign with: its own secrets, or all of an attached
+        // certificate's keys (the agent decides when asked).
+        for ka in vc.keys().filter(|ka| agent.is_some() || ka.key().has_secret()) {
             let fpr = ka.key().fingerprint().to_hex();
             if let Some(spec) = &exact {
                 if !spec.matches_key(&fpr) {
@@ -247,7 +283,8 @@ impl Keystore {
             }
             // No usable signing key: say why, as gpg does, when one exists but
             // is expired or revoked.
-            let signing: Vec<_> = vc.keys().secret().filter(|k| k.for_signing()).collect();
+            let signing: Vec<_> =
+                vc.keys().filter(|k| (agent.is_some() || k.key().has_secret()) && k.for_signing()).collect();
             if signing.iter().any(|k| k.alive().is_err()) {
                 return Err(SelectError::Expired(name, expired_times(&vc)));
             }
@@ -257,7 +294,50 @@ impl Keystore {
             return Err(SelectError::NoSigningKey(name));
         };
         let key = ka.key().clone().role_into_unspecified();
-        Ok(SigningKey { stored, key })
+        let secret = match agent {
+            Some(home) => Secret::Agent(home),
+            None => Secret::Local(
+                key.clone()
+                    .parts_into_secret()
+                    .map_err(|_| SelectError::NoSigningKey(ka.key().fingerprint().to_hex()))?,
+            ),
+        };
+        Ok(SigningKey { stored, key, secret })
+    }
+
+    /// Attaches a key held by the gpg-agent of `gnupghome`: stores its public
+    /// certificate, after logging it as attached (not generated, not imported).
+    pub fn attach(&mut self, cert: Cert, gnupghome: &Path, card: bool, log: &Log) -> anyhow::Result<Fingerprint> {
+        let cert = cert.strip_secret_key_material();
+        let fpr = cert.fingerprint();
+        anyhow::ensure!(
+            !self.keys.iter().any(|k| k.cert.fingerprint() == fpr),
+            "key {} is already in the vault",
+            fpr.to_hex()
+        );
+        let mut public = Vec::new();
+        export_public(&cert, &mut public)?;
+        let event = Event::KeyAttached {
+            fingerprint: fpr.to_hex(),
+            algorithm: key_info(&cert).map_or_else(String::new, |i| algo_name(&i.primary)),
+            created: secs(cert.primary_key().key().creation_time()),
+            cert: qvault_attest::receipt::encode_cert(&public),
+            card,
+        };
+        let (log_index, (), bytes) = log.append(None, |_| Ok((event, ())))?;
+        let provenance = Provenance {
+            origin: Origin::Attached,
+            added: now_secs(),
+            log_index,
+            log_entry: String::from_utf8(bytes)?,
+            gnupghome: Some(gnupghome.to_owned()),
+            card,
+        };
+        let base = self.dir.join(fpr.to_hex());
+        fsutil::write_private(&base.with_extension("toml"), toml::to_string(&provenance)?.as_bytes())?;
+        fsutil::write_private(&base.with_extension("pub"), &public)?;
+        self.keys.push(StoredKey { cert, provenance });
+        Ok(fpr)
     }
 }
 
@@ -347,6 +427,25 @@ pub fn key_info(cert: &Cert) -> Option<KeyInfo> {
         })
         .collect();
     Some(KeyInfo { primary, uids, subkeys })
+}
+
+impl StoredKey {
+    /// Whether the vault can sign with this key (own secret or a gpg-agent).
+    pub fn can_sign(&self) -> bool {
+        self.cert.is_tsk() || self.provenance.gnupghome.is_some()
+    }
+
+    /// The listing; an attached key's signing keys count as secret (the agent
+    /// holds them).
+    pub fn info(&self) -> Option<KeyInfo> {
+        let mut info = key_info(&self.cert)?;
+        if self.provenance.gnupghome.is_some() {
+            for k in std::iter::once(&mut info.primary).chain(info.subkeys.iter_mut()) {
+                k.secret |= k.caps.sign;
+            }
+        }
+        Some(info)
+    }
 }
 
 /// gpg's algorithm name for a key (`ed25519`, `rsa3072`, ...).

@@ -6,6 +6,7 @@
 //! secret key anywhere but the vault's own key files.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cli;
 pub mod confirm;
 pub mod fsutil;

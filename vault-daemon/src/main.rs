@@ -186,11 +186,23 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             ks.update(updated, change.clone(), &log)?;
             println!("{}: {change}", cert.fingerprint().to_hex());
         }
+        Cmd::Attach { home, gnupghome, key } => {
+            let home = Home::resolve(home.home)?;
+            home.config()?;
+            let cert = qvault::agent::public_cert(&gnupghome, &key)?;
+            let card = qvault::agent::check_signing_keys(&gnupghome, &cert)?;
+            let log = log::Log::open(&home.log_dir(), LOG_WAIT)?;
+            let mut ks = Keystore::load(&home.keys_dir())?;
+            let fpr = ks.attach(cert, &gnupghome, card, &log)?;
+            println!("{} attached from gpg-agent{}", fpr.to_hex(), if card { " (smartcard)" } else { "" });
+        }
         Cmd::List { home } => {
             let home = Home::resolve(home.home)?;
             let vault = open_vault(&home, Opener::Admin)?;
             for k in vault.keystore.keys() {
                 let origin = match k.provenance.origin {
+                    Origin::Attached if k.provenance.card => "attached from gpg-agent (smartcard)",
+                    Origin::Attached => "attached from gpg-agent",
                     Origin::Generated => "generated in vault",
                     Origin::Imported => "imported",
                 };

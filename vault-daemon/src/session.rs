@@ -155,9 +155,9 @@ fn dispatch<R: Read, W: Write>(
                 .keystore
                 .find(&selectors)
                 .into_iter()
-                .filter(|k| !secret || k.cert.is_tsk())
+                .filter(|k| !secret || k.can_sign())
                 .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::List))
-                .filter_map(|k| keystore::key_info(&k.cert))
+                .filter_map(StoredKey::info)
                 .collect();
             writer.send(&ServerFrame::Keys(keys))?;
             Ok(())

@@ -100,12 +100,8 @@ impl SignJob {
                 false,
             )?;
         }
-        let mut keypair = key
-            .key
-            .clone()
-            .into_keypair()
-            .map_err(|_| anyhow::anyhow!("the secret key is protected by a passphrase; import it unprotected"))?;
-        let signature = builder.sign_hash(&mut keypair, self.ctx)?;
+        let mut signer = key.signer()?;
+        let signature = builder.sign_hash(signer.as_mut(), self.ctx)?;
         Ok(Finished { signature, data_digest, data_len: self.len })
     }
 }
