@@ -210,7 +210,10 @@ impl Log {
             // Every start refreshes the newest checkpoint; the history gains one
             // only at the first start or after HISTORY_EVERY new entries.
             let history = history_size.is_none_or(|h| size >= h + HISTORY_EVERY);
-            log.store_checkpoint(&mut lock_committed(&log), history)?;
+            let mut c = lock_committed(&log);
+            log.write_latest(&c)?;
+            log.store_checkpoint(&mut c, history)?;
+            drop(c);
         }
         Ok(log)
     }
@@ -278,12 +281,16 @@ impl Log {
         Ok(())
     }
 
-    fn store_checkpoint(&self, c: &mut Committed, history: bool) -> anyhow::Result<()> {
-        // The newest checkpoint is a convenience copy: it is re-signed at every
-        // start, so it needs no fsync.
+    /// The newest checkpoint in `log/checkpoint`: a convenience copy for people,
+    /// written at open and at close (the daemon serves the newest one from
+    /// memory, and it is re-signed at every start), so not on the commit path.
+    fn write_latest(&self, c: &Committed) -> std::io::Result<()> {
         let tmp = self.dir.join("checkpoint.tmp");
         std::fs::write(&tmp, &c.note)?;
-        std::fs::rename(&tmp, self.dir.join("checkpoint"))?;
+        std::fs::rename(&tmp, self.dir.join("checkpoint"))
+    }
+
+    fn store_checkpoint(&self, c: &mut Committed, history: bool) -> anyhow::Result<()> {
         if history {
             let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(self.dir.join("checkpoints"))?;
             writeln!(f, "{}", base64::engine::general_purpose::STANDARD.encode(&c.note))?;
@@ -403,6 +410,15 @@ fn last_history_size(path: &Path, v: &Verifier) -> Option<u64> {
     let last = text.lines().last()?;
     let note = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(last).ok()?).ok()?;
     Checkpoint::open(&note, v).ok().map(|c| c.size)
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let c = lock(&self.committed);
+        if c.size > 0 {
+            let _ = self.write_latest(&c);
+        }
+    }
 }
 
 fn lock_committed(log: &Log) -> MutexGuard<'_, Committed> {
