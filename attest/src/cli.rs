@@ -64,4 +64,16 @@ pub enum Cmd {
     },
     /// List a log's entries.
     Show { log: PathBuf },
+    /// Fetch a vault's log over the read-only qrexec service qvault.LogRead
+    /// (from an audit qube that dom0 policy allows), in the export format.
+    Fetch {
+        /// The vault qube
+        vault: String,
+        /// Where to write the log export
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the newest checkpoint here
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
 }

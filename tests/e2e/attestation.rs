@@ -425,3 +425,49 @@ fn qvault_audit_accepts_a_git_commit_signature_and_its_receipt() {
     ]);
     assert_code(&o, 2);
 }
+
+#[test]
+fn audit_qube_fetches_the_log_over_logread_which_cannot_sign() {
+    let w = World::new();
+    assert_ok(&shim_sign(&w, &w.path("c"), &w.path("1.sig")));
+    let mut c = w.client_cmd(bin("qvault-audit").to_str().unwrap());
+    c.args([
+        "fetch",
+        "vault",
+        "-o",
+        w.path("fetched.log").to_str().unwrap(),
+        "--checkpoint",
+        w.path("fetched.cp").to_str().unwrap(),
+    ]);
+    c.env("QVAULT_SIM_SOURCE", "audit");
+    assert_ok(&run(&mut c));
+    let key = w.log_key();
+    let (code, out) = audit_log(&w, &w.path("fetched.log"), &key, &[&w.path("fetched.cp")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("signatures:  1"), "{out}");
+    // The read-only service refuses to sign, whatever the request says.
+    let req = {
+        let mut v = Vec::new();
+        qubes_rpc::frame::encode_into(
+            &qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::Sign(qubes_rpc::SignRequest {
+                key: None,
+                mode: qubes_rpc::SignMode::Detached,
+                armor: false,
+                digest: None,
+                text: false,
+                known_log_size: None,
+            }))),
+            &mut v,
+        )
+        .unwrap();
+        v
+    };
+    let mut c = w.client_cmd("qrexec-client-vm");
+    c.args(["vault", "qvault.LogRead"]);
+    let o = run_with_input(&mut c, &req);
+    let n = u32::from_be_bytes(o.stdout[..4].try_into().unwrap()) as usize;
+    match qubes_rpc::frame::decode::<qubes_rpc::ServerFrame<'_>>(&o.stdout[4..4 + n]).unwrap() {
+        qubes_rpc::ServerFrame::Error(e) => assert_eq!(e.code, qubes_rpc::ErrorCode::Denied),
+        other => panic!("{other:?}"),
+    }
+}

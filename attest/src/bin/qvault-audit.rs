@@ -185,6 +185,15 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if ok { Ok(()) } else { Err(Failed) })
         }
+        Cmd::Fetch { vault, output, checkpoint } => {
+            let (log, note) = fetch(vault)?;
+            std::fs::write(output, &log).with_context(|| format!("writing {}", output.display()))?;
+            if let Some(c) = checkpoint {
+                std::fs::write(c, &note).with_context(|| format!("writing {}", c.display()))?;
+            }
+            eprintln!("fetched {} bytes of log from {vault}", log.len());
+            Ok(Ok(()))
+        }
         Cmd::Show { log } => {
             let mut r = bundle::Reader::new(open_log(log)?)?;
             let mut i = 0u64;
@@ -213,6 +222,46 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             Ok(Ok(()))
         }
     }
+}
+
+/// One call to qvault.LogRead for each of: the export, the newest checkpoint.
+fn fetch(vault: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    use qubes_rpc::transport::{spawn_client, SERVICE_LOG_READ};
+    use qubes_rpc::{ClientFrame, FrameReader, FrameWriter, Op, Request, ServerFrame};
+    let call = |op: Op| -> anyhow::Result<(Vec<u8>, Option<String>)> {
+        let mut child = spawn_client(vault, SERVICE_LOG_READ)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            anyhow::bail!("no pipes to qrexec-client-vm");
+        };
+        let mut w = FrameWriter::new(stdin);
+        w.send(&ClientFrame::Request(Request::new(op)))?;
+        drop(w);
+        let mut r = FrameReader::new(stdout);
+        let mut out = Vec::new();
+        let mut note = None;
+        loop {
+            match r.next::<ServerFrame<'_>>()? {
+                Some(ServerFrame::Output(b)) => {
+                    anyhow::ensure!(out.len() + b.len() <= 4 << 30, "the log export exceeds 4 GiB");
+                    out.extend_from_slice(b);
+                }
+                Some(ServerFrame::Exported) | None => break,
+                Some(ServerFrame::Checkpoint(c)) => {
+                    note = Some(c.checkpoint);
+                    break;
+                }
+                Some(ServerFrame::Error(e)) => anyhow::bail!("the vault refused: {}", e.message),
+                Some(_) => anyhow::bail!("unexpected answer from the vault"),
+            }
+        }
+        let st = child.wait()?;
+        anyhow::ensure!(st.success() || !out.is_empty() || note.is_some(), "qrexec-client-vm failed: {st}");
+        Ok((out, note))
+    };
+    let (log, _) = call(Op::ExportLog)?;
+    anyhow::ensure!(!log.is_empty(), "the vault sent no log");
+    let (_, note) = call(Op::Checkpoint { old_size: None })?;
+    Ok((log, note.unwrap_or_default()))
 }
 
 fn when(t: i64) -> String {
