@@ -65,30 +65,67 @@ impl LogReport {
 pub fn verify_log<R: BufRead>(input: R, key: &Verifier, extra: &[String], keep_entries: bool) -> LogReport {
     let mut rep = LogReport::default();
     let mut notes: Vec<(String, String)> = Vec::new();
-    match bundle::Reader::new(input) {
-        Err(e) => rep.problem(e.to_string()),
-        Ok(mut r) => loop {
-            match r.next_record() {
-                Ok(None) => break,
-                Ok(Some(Record::Entry(bytes))) => {
-                    let pos = rep.tree.size();
+    // Two stages on two cores: this thread reads and hashes the tree, another
+    // parses and checks each entry (JSON parsing is the larger half of the work).
+    const BATCH: usize = 2048;
+    let facts = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(8);
+        let parser = scope.spawn(move || {
+            let mut facts = LogReport::default();
+            for (start, batch) in rx {
+                for (i, bytes) in batch.into_iter().enumerate() {
+                    let pos = start + i as u64;
                     match Entry::parse(&bytes, pos) {
-                        Ok(e) => account(&mut rep, &e, key),
-                        Err(err) => rep.problem(format!("entry {pos}: {err}")),
+                        Ok(e) => account(&mut facts, &e, key),
+                        Err(err) => facts.problem(format!("entry {pos}: {err}")),
                     }
-                    rep.tree.push_leaf(leaf_hash(&bytes));
                     if keep_entries {
-                        rep.entry_bytes.push(bytes);
+                        facts.entry_bytes.push(bytes);
                     }
-                }
-                Ok(Some(Record::Checkpoint(n))) => notes.push((format!("stored checkpoint (line {})", r.line()), n)),
-                Err(e) => {
-                    rep.problem(e.to_string());
-                    break;
                 }
             }
-        },
-    }
+            facts
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut start = 0u64;
+        match bundle::Reader::new(input) {
+            Err(e) => rep.problem(e.to_string()),
+            Ok(mut r) => loop {
+                match r.next_record() {
+                    Ok(None) => break,
+                    Ok(Some(Record::Entry(bytes))) => {
+                        rep.tree.push_leaf(leaf_hash(bytes));
+                        batch.push(bytes.to_vec());
+                        if batch.len() == BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                            let _ = tx.send((start, full));
+                            start = rep.tree.size();
+                        }
+                    }
+                    Ok(Some(Record::Checkpoint(n))) => {
+                        let line = r.line();
+                        notes.push((format!("stored checkpoint (line {line})"), n))
+                    }
+                    Err(e) => {
+                        rep.problem(e.to_string());
+                        break;
+                    }
+                }
+            },
+        }
+        if !batch.is_empty() {
+            let _ = tx.send((start, batch));
+        }
+        drop(tx);
+        parser.join().unwrap_or_default()
+    });
+    let mut problems = facts.problems;
+    problems.append(&mut rep.problems);
+    rep.problems = problems;
+    rep.keys = facts.keys;
+    rep.signatures = facts.signatures;
+    rep.origin = facts.origin;
+    rep.entry_bytes = facts.entry_bytes;
     for (i, n) in extra.iter().enumerate() {
         notes.push((format!("given checkpoint #{}", i + 1), n.clone()));
     }

@@ -35,8 +35,9 @@ pub enum BundleError {
     Truncated(u64),
 }
 
-pub enum Record {
-    Entry(Vec<u8>),
+/// One record; an entry borrows the reader's line buffer (no copy per entry).
+pub enum Record<'a> {
+    Entry(&'a [u8]),
     Checkpoint(String),
 }
 
@@ -61,7 +62,7 @@ impl<R: BufRead> Reader<R> {
         self.line
     }
 
-    pub fn next_record(&mut self) -> Result<Option<Record>, BundleError> {
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, BundleError> {
         self.buf.clear();
         self.line += 1;
         let limit = (MAX_ENTRY.max(MAX_NOTE * 2) + 64) as u64;
@@ -77,8 +78,8 @@ impl<R: BufRead> Reader<R> {
             });
         }
         self.buf.pop();
-        if let Some(e) = self.buf.strip_prefix(b"entry ") {
-            return Ok(Some(Record::Entry(e.to_vec())));
+        if self.buf.starts_with(b"entry ") {
+            return Ok(Some(Record::Entry(&self.buf[b"entry ".len()..])));
         }
         if let Some(c) = self.buf.strip_prefix(b"checkpoint ") {
             let raw = B64.decode(c).map_err(|_| BundleError::Checkpoint(self.line))?;

@@ -201,7 +201,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             while let Some(rec) = r.next_record()? {
                 match rec {
                     Record::Entry(bytes) => {
-                        match Entry::parse(&bytes, i) {
+                        match Entry::parse(bytes, i) {
                             Ok(e) => {
                                 if cli.json {
                                     out.push(serde_json::to_value(&e)?);
