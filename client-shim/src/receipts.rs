@@ -121,15 +121,37 @@ impl LogState {
         if self.pinned.is_none() {
             std::fs::write(self.dir.join("log-key"), format!("{}\n", key.encode()))
                 .map_err(ShimError::io("pinning the log key"))?;
-            self.pinned = Some(key);
+            self.pinned = Some(key.clone());
         }
-        if self.known_size().is_none_or(|s| v.checkpoint.size >= s) {
-            let tmp = self.dir.join("checkpoint.tmp");
-            std::fs::write(&tmp, &receipt.checkpoint).map_err(ShimError::io("storing the checkpoint"))?;
-            std::fs::rename(&tmp, self.dir.join("checkpoint")).map_err(ShimError::io("storing the checkpoint"))?;
-            self.newest = Some((v.checkpoint, receipt.checkpoint.clone()));
-        }
+        self.store_newest(&key, v.checkpoint, &receipt.checkpoint)?;
         Ok(path)
+    }
+
+    /// Keeps the newest checkpoint. Several qvault-gpg processes may sign at
+    /// once with one home (parallel git or debsign runs): under a lock, the
+    /// stored checkpoint is re-read and replaced only by a larger one, through a
+    /// temporary file of this process's own.
+    fn store_newest(&mut self, key: &Verifier, cp: Checkpoint, note: &str) -> Result<(), ShimError> {
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join("lock"))
+            .map_err(ShimError::io("storing the checkpoint"))?;
+        lock.lock().map_err(ShimError::io("locking the checkpoint"))?;
+        let path = self.dir.join("checkpoint");
+        let stored = std::fs::read_to_string(&path).ok().and_then(|n| Checkpoint::open(&n, key).ok());
+        if stored.is_none_or(|s| cp.size >= s.size) {
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(&self.dir).map_err(ShimError::io("storing the checkpoint"))?;
+            std::io::Write::write_all(&mut tmp, note.as_bytes()).map_err(ShimError::io("storing the checkpoint"))?;
+            tmp.persist(&path).map_err(|e| ShimError::Io("storing the checkpoint".into(), e.error))?;
+        }
+        drop(lock);
+        if self.known_size().is_none_or(|s| cp.size >= s) {
+            self.newest = Some((cp, note.to_owned()));
+        }
+        Ok(())
     }
 }
 

@@ -195,3 +195,30 @@ fn tampered_data_is_reported_bad_by_shim_and_gpgv() {
     assert!(stderr(&v).contains("BAD signature from \"Alice Volunteer <alice@example.org>\""), "{}", stderr(&v));
     assert_code(&gpgv(&w, &[&sig, &data]), 1);
 }
+
+#[test]
+fn parallel_signers_sharing_one_client_home_all_succeed() {
+    // Parallel `git commit -S` or debsign runs share the client's data dir.
+    let mut w = World::new();
+    w.serve();
+    let w = std::sync::Arc::new(w);
+    let hs: Vec<_> = (0..8)
+        .map(|i| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|j| run_with_input(&mut w.shim(&["-bsa"]), format!("{i} {j}").as_bytes()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in hs {
+        for o in h.join().unwrap() {
+            assert_ok(&o);
+        }
+    }
+    // The kept checkpoint is the newest: it covers every signature.
+    let cp = std::fs::read_to_string(w.client_home.join("logs/vault/checkpoint")).unwrap();
+    let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size >= 40, "{cp}");
+}
