@@ -67,10 +67,15 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
         Command::Export => export(inv),
         Command::Import => import(inv, status),
         Command::Version => {
-            println!("gpg (GnuPG) 2.2.40");
-            println!("qvault-gpg {} (signs in a Qubes vault over qrexec)", env!("CARGO_PKG_VERSION"));
-            println!("Home: {}", keyring::data_dir().display());
-            println!("Supported algorithms:\nPubkey: RSA, EDDSA\nHash: SHA256, SHA384, SHA512, SHA224");
+            // A reader that stops early (`--version | head -n 1`) is not an error.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "gpg (GnuPG) 2.2.40\nqvault-gpg {} (signs in a Qubes vault over qrexec)\nHome: {}\n\
+                 Supported algorithms:\nPubkey: RSA, EDDSA\nHash: SHA256, SHA384, SHA512, SHA224",
+                env!("CARGO_PKG_VERSION"),
+                keyring::data_dir().display()
+            );
             Ok(0)
         }
         Command::Help => {
