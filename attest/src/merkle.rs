@@ -46,7 +46,7 @@ pub trait Subtrees {
         if n == 0 {
             return Ok(empty_root());
         }
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             return self.complete(n.trailing_zeros(), lo / n);
         }
         let k = split(n);

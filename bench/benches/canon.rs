@@ -17,10 +17,10 @@ fn text() -> Vec<u8> {
     while v.len() < SIZE {
         let len = 20 + (i * 37) % 80;
         v.extend((0..len).map(|j| b"abcdefghij klmnopqrst-uvwxyz(){};"[(i + j) % 33]));
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             v.extend_from_slice(b"   ");
         }
-        v.extend_from_slice(if i % 16 == 0 { b"\r\n" } else { b"\n" });
+        v.extend_from_slice(if i.is_multiple_of(16) { b"\r\n" } else { b"\n" });
         i += 1;
     }
     v.truncate(SIZE);
