@@ -4,9 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
-use qubes_rpc::frame::{decode, encode_into};
 use qubes_rpc::{ClientFrame, ErrorCode, Op, Request, ServerFrame, SignMode, SignRequest};
 use qvault_e2e::*;
 
@@ -112,36 +110,6 @@ fn unreachable_vault_is_reported() {
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);
     assert!(stderr(&o).contains("no vault qube configured"), "{}", stderr(&o));
-}
-
-/// One raw call to the daemon: descriptor, then `bytes`; returns all answer bytes.
-fn raw_call(w: &World, bytes: &[u8]) -> Vec<u8> {
-    let mut s = UnixStream::connect(w.socket.as_ref().unwrap()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"qvault.Gpg work\0").unwrap();
-    let _ = s.write_all(bytes);
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
-fn frame(f: &ClientFrame<'_>) -> Vec<u8> {
-    let mut v = Vec::new();
-    encode_into(f, &mut v).unwrap();
-    v
-}
-
-fn answers(bytes: &[u8]) -> Vec<ServerFrame<'_>> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while rest.len() >= 4 {
-        let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        out.push(decode::<ServerFrame<'_>>(&rest[4..4 + n]).expect("the daemon sends well-formed frames"));
-        rest = &rest[4 + n..];
-    }
-    assert!(rest.is_empty(), "no partial frame");
-    out
 }
 
 fn error_code(bytes: &[u8]) -> Option<ErrorCode> {

@@ -378,3 +378,37 @@ pub fn sign_raw(socket: &Path, source: &str, data: &[u8]) -> Result<qubes_rpc::S
         other => Err(format!("{other:?}")),
     }
 }
+
+/// One frame's bytes (header and payload).
+pub fn frame(f: &qubes_rpc::ClientFrame<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    qubes_rpc::frame::encode_into(f, &mut v).expect("encodable frame");
+    v
+}
+
+/// One raw call to a daemon socket as the `work` qube: descriptor, then
+/// `bytes`, then end of input; returns every byte of the answer.
+pub fn raw_call(w: &World, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut s = std::os::unix::net::UnixStream::connect(w.socket.as_ref().expect("a running daemon")).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(b"qvault.Gpg work\0").expect("descriptor");
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Every answer frame in `bytes`; panics on a malformed answer or a partial frame.
+pub fn answers(bytes: &[u8]) -> Vec<qubes_rpc::ServerFrame<'_>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        out.push(qubes_rpc::frame::decode(&rest[4..4 + n]).expect("the daemon sends well-formed frames"));
+        rest = &rest[4 + n..];
+    }
+    assert!(rest.is_empty(), "no partial frame");
+    out
+}
