@@ -446,22 +446,7 @@ fn audit_qube_fetches_the_log_over_logread_which_cannot_sign() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("signatures:  1"), "{out}");
     // The read-only service refuses to sign, whatever the request says.
-    let req = {
-        let mut v = Vec::new();
-        qubes_rpc::frame::encode_into(
-            &qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::Sign(qubes_rpc::SignRequest {
-                key: None,
-                mode: qubes_rpc::SignMode::Detached,
-                armor: false,
-                digest: None,
-                text: false,
-                known_log_size: None,
-            }))),
-            &mut v,
-        )
-        .unwrap();
-        v
-    };
+    let req = frame(&qubes_rpc::ClientFrame::Request(detached_sign_request()));
     let mut c = w.client_cmd("qrexec-client-vm");
     c.args(["vault", "qvault.LogRead"]);
     let o = run_with_input(&mut c, &req);

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use qubes_rpc::{ClientFrame, ErrorCode, Op, Request, ServerFrame, SignMode, SignRequest};
+use qubes_rpc::{ClientFrame, ErrorCode, Op, Request, ServerFrame};
 use qvault_e2e::*;
 
 fn call_log(w: &World) -> String {
@@ -170,14 +170,7 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
     assert_eq!(error_code(&a), Some(ErrorCode::BadRequest));
 
     // Client disconnects in the middle of a signing stream.
-    let mut bytes = frame(&ClientFrame::Request(Request::new(Op::Sign(SignRequest {
-        key: None,
-        mode: SignMode::Detached,
-        armor: false,
-        digest: None,
-        text: false,
-        known_log_size: None,
-    }))));
+    let mut bytes = frame(&ClientFrame::Request(detached_sign_request()));
     bytes.extend(frame(&ClientFrame::Data(&[7u8; 1000])));
     bytes.extend_from_slice(&[0, 0, 0, 50, 1]);
     let a = raw_call(&w, &bytes);

@@ -350,18 +350,11 @@ pub fn sqv(w: &World, sig: &Path, data: &Path) -> Output {
 /// One signature through the raw protocol against a running daemon's socket,
 /// as a load generator does: returns the result, or the failure as text.
 pub fn sign_raw(socket: &Path, source: &str, data: &[u8]) -> Result<qubes_rpc::SignResult, String> {
-    use qubes_rpc::{frame, ClientFrame, FrameReader, Op, Request, ServerFrame, SignMode, SignRequest};
+    use qubes_rpc::{frame, ClientFrame, FrameReader, ServerFrame};
     let s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let mut out = format!("qvault.Gpg {source}\0").into_bytes();
-    let req = Request::new(Op::Sign(SignRequest {
-        key: None,
-        mode: SignMode::Detached,
-        armor: false,
-        digest: None,
-        text: false,
-        known_log_size: None,
-    }));
+    let req = detached_sign_request();
     frame::encode_into(&ClientFrame::Request(req), &mut out).map_err(|e| e.to_string())?;
     (&s).write_all(&out).map_err(|e| e.to_string())?;
     let mut r = FrameReader::new(&s);
@@ -384,6 +377,19 @@ pub fn frame(f: &qubes_rpc::ClientFrame<'_>) -> Vec<u8> {
     let mut v = Vec::new();
     qubes_rpc::frame::encode_into(f, &mut v).expect("encodable frame");
     v
+}
+
+/// A request for a detached binary signature with the vault's default key.
+pub fn detached_sign_request() -> qubes_rpc::Request {
+    use qubes_rpc::{Op, Request, SignMode, SignRequest};
+    Request::new(Op::Sign(SignRequest {
+        key: None,
+        mode: SignMode::Detached,
+        armor: false,
+        digest: None,
+        text: false,
+        known_log_size: None,
+    }))
 }
 
 /// One raw call to a daemon socket as the `work` qube: descriptor, then
