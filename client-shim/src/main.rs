@@ -82,7 +82,7 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
             println!("Usage: qvault-gpg [options] [files]\nSign in a Qubes vault; verify locally.\n");
             println!("Commands: -s, -b/--detach-sign, --clearsign, --verify, -k/--list-keys, -K/--list-secret-keys, --export, --import, --version");
             println!("Options: -a, -t, -u KEY, --default-key KEY, -o FILE, --yes, --status-fd N, --digest-algo ALGO, --keyid-format F, --with-colons, --receipt-out FILE");
-            println!("The vault qube: QUBES_GPG_DOMAIN, or vault = \"NAME\" in ~/.config/qvault/client.toml");
+            println!("The vault qube: QUBES_GPG_DOMAIN, or vault = \"NAME\" in ~/.config/qvault/client.toml or /etc/qvault/client.toml");
             Ok(0)
         }
     }

@@ -12,34 +12,48 @@ use qubes_rpc::{ClientFrame, FrameReader, FrameWriter, Op, Request, ServerFrame}
 use crate::error::ShimError;
 
 /// The vault qube's name: `QUBES_GPG_DOMAIN` (as split-gpg users set it), else
-/// `vault = "..."` in `$XDG_CONFIG_HOME/qvault/client.toml`.
+/// `vault = "..."` in the user's `$XDG_CONFIG_HOME/qvault/client.toml`, else in
+/// the template-wide `/etc/qvault/client.toml` (as gpg reads the user's
+/// gpg.conf over the system's defaults).
 pub fn vault_name() -> Result<String, ShimError> {
     if let Some(v) = std::env::var("QUBES_GPG_DOMAIN").ok().filter(|v| !v.is_empty()) {
         return Ok(v);
     }
-    let path = config_path();
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        ShimError::Config(format!(
-            "no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {}",
-            path.display()
-        ))
-    })?;
+    let user = user_config_path();
+    let system = PathBuf::from(SYSTEM_CONFIG);
+    let path = match user.as_ref().filter(|p| p.exists()) {
+        Some(p) => p.clone(),
+        None if system.exists() => system,
+        None => {
+            let user = user.map(|p| format!("{} or ", p.display())).unwrap_or_default();
+            return Err(ShimError::Config(format!(
+                "no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {user}{SYSTEM_CONFIG}"
+            )));
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    parse_config(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))
+}
+
+/// The template-wide client configuration (installed as an example by the
+/// qvault-gpg package).
+pub const SYSTEM_CONFIG: &str = "/etc/qvault/client.toml";
+
+fn parse_config(text: &str) -> Result<String, toml::de::Error> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct ClientConfig {
         vault: String,
     }
-    let cfg: ClientConfig = toml::from_str(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
-    Ok(cfg.vault)
+    toml::from_str::<ClientConfig>(text).map(|c| c.vault)
 }
 
-fn config_path() -> PathBuf {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+fn user_config_path() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("/etc"));
-    base.join("qvault/client.toml")
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))
+        .map(|base| base.join("qvault/client.toml"))
 }
 
 pub struct Conn {
@@ -109,5 +123,17 @@ impl Conn {
     pub fn finish(mut self) {
         drop(self.writer);
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_config;
+
+    #[test]
+    fn config_names_the_vault_and_nothing_else() {
+        assert_eq!(parse_config("vault = \"work-vault\"\n").unwrap(), "work-vault");
+        assert!(parse_config("vault = \"v\"\nsocket = \"x\"\n").is_err());
+        assert!(parse_config("").is_err());
     }
 }
