@@ -232,6 +232,9 @@ pub struct SignatureReport {
     pub checkpoint_size: Option<u64>,
     pub signed_at: Option<i64>,
     pub caller: Option<String>,
+    /// Who hashed the data: `vault` (it streamed through the vault) or
+    /// `client` (the vault signed the calling qube's hash state).
+    pub hashed_by: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -345,13 +348,14 @@ pub fn verify_signature(
             (entry, key_entry)
         }
     };
-    let Event::Signature { key: signer, primary, sig_digest: logged_digest, .. } = &entry.event else {
+    let Event::Signature { key: signer, primary, sig_digest: logged_digest, hashed_by, .. } = &entry.event else {
         rep.problems.push(format!("log entry {index} is a {} entry, not a signature", entry.kind()));
         return rep;
     };
     rep.signer = Some(signer.clone());
     rep.primary = Some(primary.clone());
     rep.caller = entry.source.clone();
+    rep.hashed_by = Some(hashed_by.clone().unwrap_or_else(|| "vault".into()));
     if *logged_digest != sig_digest(sig) {
         rep.problems.push(format!("the signature is not the one logged at entry {index} (digest differs)"));
     } else {

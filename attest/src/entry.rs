@@ -60,6 +60,11 @@ pub enum Event {
         sig_digest: String,
         /// The policy decision that allowed it.
         decision: String,
+        /// `client` when the client hashed the data and sent only the hash state
+        /// (the vault never saw the data, and `data_digest` and `data_len` are
+        /// the client's); absent when the vault hashed the data itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hashed_by: Option<String>,
     },
     /// The daemon started; `interfaces` are the network interfaces it saw.
     DaemonStarted { version: String, interfaces: Vec<String> },
@@ -130,7 +135,10 @@ impl Entry {
                     return Err(EntryError::Field("cert"));
                 }
             }
-            Event::Signature { key, primary, sig_type, mode, data_digest, sig_digest, .. } => {
+            Event::Signature { key, primary, sig_type, mode, data_digest, sig_digest, hashed_by, .. } => {
+                if hashed_by.as_deref().is_some_and(|h| h != "client") {
+                    return Err(EntryError::Field("hashed_by"));
+                }
                 if !is_fpr(key) || !is_fpr(primary) {
                     return Err(EntryError::Field("key"));
                 }
@@ -231,6 +239,8 @@ struct RawEntry<'a> {
     #[serde(borrow)]
     decision: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    hashed_by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     version: Option<Cow<'a, str>>,
     interfaces: Option<Vec<String>>,
     #[serde(borrow)]
@@ -258,6 +268,7 @@ impl RawEntry<'_> {
             self.data_len.is_some(),
             self.sig_digest.is_some(),
             self.decision.is_some(),
+            self.hashed_by.is_some(),
             self.version.is_some(),
             self.interfaces.is_some(),
             self.policy_digest.is_some(),
@@ -305,20 +316,24 @@ impl RawEntry<'_> {
                 },
                 3,
             ),
-            "signature" => (
-                Event::Signature {
-                    key: s(self.key, "key")?,
-                    primary: s(self.primary, "primary")?,
-                    sig_type: s(self.sig_type, "sig_type")?,
-                    mode: s(self.mode, "mode")?,
-                    hash_algo: s(self.hash_algo, "hash_algo")?,
-                    data_digest: s(self.data_digest, "data_digest")?,
-                    data_len: req(self.data_len, "data_len")?,
-                    sig_digest: s(self.sig_digest, "sig_digest")?,
-                    decision: s(self.decision, "decision")?,
-                },
-                9,
-            ),
+            "signature" => {
+                let optional = usize::from(self.hashed_by.is_some());
+                (
+                    Event::Signature {
+                        key: s(self.key, "key")?,
+                        primary: s(self.primary, "primary")?,
+                        sig_type: s(self.sig_type, "sig_type")?,
+                        mode: s(self.mode, "mode")?,
+                        hash_algo: s(self.hash_algo, "hash_algo")?,
+                        data_digest: s(self.data_digest, "data_digest")?,
+                        data_len: req(self.data_len, "data_len")?,
+                        sig_digest: s(self.sig_digest, "sig_digest")?,
+                        decision: s(self.decision, "decision")?,
+                        hashed_by: self.hashed_by.map(Cow::into_owned),
+                    },
+                    9 + optional,
+                )
+            }
             "daemon_started" => (
                 Event::DaemonStarted {
                     version: s(self.version, "version")?,
@@ -351,6 +366,7 @@ mod tests {
             data_len: 6,
             sig_digest: "11".repeat(32),
             decision: "allow".into(),
+            hashed_by: None,
         }
     }
 
@@ -390,5 +406,19 @@ mod tests {
         let v2 = text.replace("\"v\":1", "\"v\":2");
         assert_eq!(Entry::parse(v2.as_bytes(), 5), Err(EntryError::Version(2)));
         assert_eq!(Entry::parse(&vec![b' '; MAX_ENTRY + 1], 0), Err(EntryError::TooLong));
+        let hashed = text.replacen("\"kind\"", "\"hashed_by\":\"vault\",\"kind\"", 1);
+        assert_eq!(Entry::parse(hashed.as_bytes(), 5), Err(EntryError::Field("hashed_by")));
+    }
+
+    #[test]
+    fn client_hashing_is_recorded_and_optional() {
+        let mut e = Entry::new(5, 1, None, sig_event());
+        assert!(!String::from_utf8(e.encode()).unwrap().contains("hashed_by"), "absent when the vault hashed");
+        if let Event::Signature { hashed_by, .. } = &mut e.event {
+            *hashed_by = Some("client".into());
+        }
+        let b = e.encode();
+        assert!(String::from_utf8(b.clone()).unwrap().contains(r#""hashed_by":"client""#));
+        assert_eq!(Entry::parse(&b, 5).unwrap(), e);
     }
 }

@@ -16,7 +16,7 @@ use qubes_rpc::{
 
 /// A detached, binary signing request for the vault's default key or `key`.
 pub fn detached_request(key: Option<String>, digest: Option<HashAlgo>, known_log_size: Option<u64>) -> SignRequest {
-    SignRequest { key, mode: SignMode::Detached, armor: false, digest, text: false, known_log_size }
+    SignRequest { key, mode: SignMode::Detached, armor: false, digest, text: false, known_log_size, client_hash: false }
 }
 
 /// What one call returned, checked: a `Signed` frame with a signature and a receipt.

@@ -1,6 +1,9 @@
 //! Signing: the data streams to the vault (which hashes and signs it) and, for
 //! cleartext and inline signatures, to the output at the same time; the vault's
 //! signature packet is then wrapped in the format gpg would have written.
+//! When the vault's policy lets this qube hash the data itself (`client_hash`),
+//! the data is hashed here instead and only the SHA-256 state is sent: the data
+//! then never crosses the qube boundary, which is what makes large files fast.
 
 use std::io::{Read, Write};
 
@@ -13,6 +16,7 @@ use openpgp::serialize::Marshal as _;
 use openpgp::types::{DataFormat, HashAlgorithm, PublicKeyAlgorithm, SignatureType};
 use openpgp::{KeyID, Packet};
 use qubes_rpc::canon::{Canon, Canonicalizer};
+use qubes_rpc::prehash::Sha256Midstate;
 use qubes_rpc::{ClientFrame, Op, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE};
 use sequoia_openpgp as openpgp;
 
@@ -180,6 +184,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         digest: inv.digest,
         text: inv.text,
         known_log_size: log_state.known_size(),
+        client_hash: true,
     };
     conn.request(Op::Sign(req)).map_err(|e| signer_error(e, key.as_deref(), status))?;
     let plan = match conn.recv().map_err(|e| signer_error(e, key.as_deref(), status))? {
@@ -200,7 +205,9 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
                 Framer::new(mode, inv.armor, inv.text, name, &plan, &mut out)?
             }
         };
-        let mut buf = vec![0u8; CHUNK_SIZE];
+        // Hashing here, the data is read in larger pieces: no frame limits it.
+        let mut buf = vec![0u8; if plan.client_hash { LOCAL_CHUNK } else { CHUNK_SIZE }];
+        let mut local = plan.client_hash.then(|| LocalHash::new(mode, inv.text));
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -208,10 +215,16 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ShimError::Io("reading input".into(), e)),
             };
-            conn.send(&ClientFrame::Data(&buf[..n]))?;
+            match &mut local {
+                Some(h) => h.update(&buf[..n])?,
+                None => conn.send(&ClientFrame::Data(&buf[..n]))?,
+            }
             framer.data(&buf[..n])?;
         }
-        conn.send(&ClientFrame::End)?;
+        match local {
+            Some(h) => conn.send(&ClientFrame::HashState(h.state.to_wire()))?,
+            None => conn.send(&ClientFrame::End)?,
+        }
         conn.writer.flush().map_err(ShimError::io("writing to qrexec"))?;
         let result: SignResult = match conn.recv()? {
             ServerFrame::Signed(r) => r,
@@ -252,6 +265,32 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         fpr: &result.signer_fpr,
     });
     Ok(())
+}
+
+/// Read size when the client hashes the data itself.
+const LOCAL_CHUNK: usize = 1 << 20;
+
+/// The data hashed in this qube: canonicalized exactly as the vault would
+/// (qubes_rpc::canon), then fed to a SHA-256 whose state can be sent.
+struct LocalHash {
+    canon: Canonicalizer,
+    state: Sha256Midstate,
+}
+
+impl LocalHash {
+    fn new(mode: SignMode, text: bool) -> LocalHash {
+        let canon = match (mode, text) {
+            (SignMode::Cleartext, _) => Canon::Cleartext,
+            (_, true) => Canon::Text,
+            (_, false) => Canon::Binary,
+        };
+        LocalHash { canon: Canonicalizer::new(canon), state: Sha256Midstate::new() }
+    }
+
+    fn update(&mut self, data: &[u8]) -> Result<(), ShimError> {
+        let state = &mut self.state;
+        self.canon.update(data, &mut |b| state.update(b)).map_err(|e| ShimError::Usage(e.to_string()))
+    }
 }
 
 /// The vault's answer must be the signature it announced.

@@ -11,7 +11,9 @@
 //!   point taken from the first two bytes, and one byte at a time; the three
 //!   outputs must be equal and equal to a whole-input statement of the rule.
 //!
-//! Decoded frames must also survive `encode_into` then `decode` unchanged.
+//! Decoded frames must also survive `encode_into` then `decode` unchanged. A
+//! decoded `HashState` that the vault would accept must resume, take a trailer
+//! and finish without panicking, and survive a wire round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,10 +37,19 @@ fn roundtrip_server(f: &ServerFrame<'_>) {
 }
 
 fn payload(p: &[u8]) {
+    let _ = qubes_rpc::messages::request_version(p);
     if let Ok(f) = frame::decode::<ClientFrame<'_>>(p) {
         if let ClientFrame::Request(r) = &f {
             if let Err(e) = r.validate() {
                 let _ = e.to_string();
+            }
+        }
+        if let ClientFrame::HashState(h) = &f {
+            if let Ok(m) = qubes_rpc::prehash::Sha256Midstate::from_wire(h) {
+                assert_eq!(&m.to_wire(), h, "an accepted hash state must round-trip");
+                let mut m = m;
+                m.update(&p[..p.len().min(100)]);
+                let _ = m.finalize();
             }
         }
         roundtrip_client(&f);

@@ -236,7 +236,7 @@ mod vectors {
     fn documented_examples() {
         assert_eq!(
             hex_of(&ClientFrame::Request(Request::new(Op::ListKeys { secret: true, selectors: vec![] }))),
-            "000000050001000100"
+            "000000050002000100"
         );
         assert_eq!(
             hex_of(&ClientFrame::Request(Request::new(Op::Sign(SignRequest {
@@ -246,8 +246,18 @@ mod vectors {
                 digest: Some(HashAlgo::Sha512),
                 text: false,
                 known_log_size: Some(300),
+                client_hash: true,
             })))),
-            "000000120001020105616c696365000101020001ac02"
+            "000000130002020105616c696365000101020001ac0201"
+        );
+        assert_eq!(
+            hex_of(&ClientFrame::HashState(crate::HashState {
+                algo: HashAlgo::Sha256,
+                state: vec![0xab; 32],
+                tail: b"xyz".to_vec(),
+                len: 131,
+            })),
+            format!("00000029030020{}0378797a8301", "ab".repeat(32))
         );
         assert_eq!(hex_of(&ClientFrame::Data(b"hi")), "0000000401026869");
         assert_eq!(hex_of(&ClientFrame::End), "0000000102");

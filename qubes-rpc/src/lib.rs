@@ -14,6 +14,7 @@ pub mod canon;
 pub mod frame;
 pub mod messages;
 pub mod names;
+pub mod prehash;
 pub mod transport;
 
 pub use frame::{FrameError, FrameReader, FrameWriter, CHUNK_SIZE, MAX_FRAME};

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the message set below. A vault answers a request with another
-/// version with [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// version with [`ErrorCode::UnsupportedVersion`] (it reads the version before
+/// the rest, see [`request_version`]). Version 2 added client-side hashing.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Limits on request fields, checked by [`Request::validate`] after decoding.
 pub const MAX_SELECTORS: usize = 64;
@@ -18,6 +19,33 @@ pub enum ClientFrame<'a> {
     Request(Request),
     Data(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
     End,
+    /// Instead of `Data`* and `End`, when the vault's plan asked for it: the
+    /// hash state after the client hashed the (canonical) data itself.
+    HashState(HashState),
+}
+
+/// A SHA-256 computation stopped before its final block (see [`crate::prehash`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashState {
+    pub algo: HashAlgo,
+    /// The chaining value, big-endian words (32 bytes for SHA-256).
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+    /// The bytes of the last, partial block (fewer than 64).
+    #[serde(with = "serde_bytes")]
+    pub tail: Vec<u8>,
+    /// Bytes hashed in all (canonical data, `tail` included).
+    pub len: u64,
+}
+
+/// The protocol version of a request frame, read before the rest is decoded so
+/// that a peer speaking another version gets a clear answer. `None` if the
+/// payload is not a request.
+pub fn request_version(payload: &[u8]) -> Option<u16> {
+    match postcard::take_from_bytes::<(u32, u16)>(payload) {
+        Ok(((0, version), _)) => Some(version),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +83,9 @@ pub struct SignRequest {
     /// Size of the newest log checkpoint the client has seen; the receipt then
     /// carries a consistency proof from it.
     pub known_log_size: Option<u64>,
+    /// The client can hash the data itself and send a [`HashState`] instead of
+    /// the data; the vault's plan says whether it should.
+    pub client_hash: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +154,9 @@ pub struct SignPlan {
     pub hash_algo: u8,
     /// Signature class (0x00 binary, 0x01 text).
     pub sig_class: u8,
+    /// Send a [`HashState`] instead of the data (the client offered, the
+    /// vault's policy allows it for this caller and key, the digest is SHA-256).
+    pub client_hash: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,8 +327,19 @@ mod tests {
             digest: None,
             text: false,
             known_log_size: None,
+            client_hash: false,
         }));
         assert_eq!(r.validate(), Err(RequestError::SelectorTooLong));
+    }
+
+    #[test]
+    fn version_is_read_before_the_request() {
+        let frame = postcard::to_allocvec(&ClientFrame::Request(Request::new(Op::ExportLog))).unwrap();
+        assert_eq!(request_version(&frame), Some(PROTOCOL_VERSION));
+        // A version-1 list request, whose layout this version need not decode.
+        assert_eq!(request_version(&[0, 1, 0, 1, 0]), Some(1));
+        assert_eq!(request_version(&postcard::to_allocvec(&ClientFrame::End).unwrap()), None);
+        assert_eq!(request_version(&[]), None);
     }
 
     #[test]

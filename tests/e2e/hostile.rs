@@ -30,6 +30,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
             digest: None,
             text: false,
             known_log_size: Some(3),
+            client_hash: false,
         })))
     };
     let valid: Vec<Vec<u8>> = vec![

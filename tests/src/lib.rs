@@ -389,6 +389,7 @@ pub fn detached_sign_request() -> qubes_rpc::Request {
         digest: None,
         text: false,
         known_log_size: None,
+        client_hash: false,
     }))
 }
 

@@ -59,6 +59,10 @@ pub struct Rule {
     pub confirm: Confirm,
     pub max_data_bytes: Option<u64>,
     pub rate_per_minute: Option<u32>,
+    /// The caller may hash the data itself and send only the hash state (fast
+    /// for large files; the vault then signs a digest it cannot check against
+    /// the data, and logs that the client hashed it). Off unless set.
+    pub client_hash: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +104,7 @@ struct RawRule {
     auto_accept_seconds: Option<Spanned<u64>>,
     max_data_bytes: Option<Spanned<u64>>,
     rate_per_minute: Option<Spanned<u32>>,
+    client_hash: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +229,11 @@ impl Policy {
                     ));
                 }
             }
+            if let Some(c) = &r.client_hash {
+                if *c.get_ref() && !operations.iter().any(|o| o.is_sign()) {
+                    return Err(err(c.span(), "client_hash only applies to rules with a sign operation".into()));
+                }
+            }
             rules.push(Rule {
                 line,
                 callers,
@@ -232,6 +242,7 @@ impl Policy {
                 confirm,
                 max_data_bytes: r.max_data_bytes.map(Spanned::into_inner),
                 rate_per_minute: r.rate_per_minute.map(Spanned::into_inner),
+                client_hash: r.client_hash.is_some_and(|c| *c.get_ref()),
             });
         }
         let confirm = match raw.confirm {
@@ -339,6 +350,10 @@ confirm = "{mode}"
 {auto}# Optional limits:
 # max_data_bytes = 1073741824
 # rate_per_minute = 120
+# Let the client hash the data and send only the hash state (SHA-256): much
+# faster for large files, but the vault then signs a digest it cannot check
+# against the data; the log records "hashed_by": "client". Off by default.
+# client_hash = true
 
 # Examples:
 # [[rule]]
@@ -386,6 +401,7 @@ keys = ["*@debian.org"]
 operations = ["sign-detached"]
 confirm = "allow"
 rate_per_minute = 5
+client_hash = true
 [[rule]]
 caller = "work"
 keys = "*"
@@ -403,6 +419,8 @@ max_data_bytes = 10
         let deb = key("Dev <dev@debian.org>");
         let other = key("Other <o@example.org>");
         assert_eq!(p.decide("dev-1", &deb, Operation::SignDetached).unwrap().line, 2);
+        assert!(p.decide("dev-1", &deb, Operation::SignDetached).unwrap().client_hash);
+        assert!(!p.decide("anything", &other, Operation::SignCleartext).unwrap().client_hash, "off unless set");
         assert_eq!(p.decide("work", &other, Operation::SignDetached).unwrap().confirm, Confirm::Deny);
         assert!(p.decide("dev-1", &other, Operation::SignDetached).is_none());
         assert!(p.decide("untrusted", &deb, Operation::SignDetached).is_none());
@@ -422,6 +440,7 @@ max_data_bytes = 10
             ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = []\nconfirm = \"allow\"\nauto_accept_seconds = 5\n", 7, "only applies"),
             ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\nopperations = []\nconfirm = \"allow\"\n", 5, "unknown field"),
             ("version = 1\n[[rule]\n", 2, ""),
+            ("version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = [\"list\"]\nconfirm = \"allow\"\nclient_hash = true\n", 7, "client_hash only applies"),
             ("", 1, "missing field `version`"),
         ];
         for (text, line, msg) in cases {

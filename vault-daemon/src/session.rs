@@ -125,7 +125,13 @@ pub fn serve_call<R: Read, W: Write>(
 }
 
 fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>, Failure> {
-    match reader.next::<ClientFrame<'_>>()? {
+    let Some(payload) = reader.next_payload()? else { return Ok(None) };
+    // The version first: another version's request need not decode as ours.
+    if let Some(v) = qubes_rpc::messages::request_version(payload).filter(|&v| v != qubes_rpc::PROTOCOL_VERSION) {
+        let e = qubes_rpc::messages::RequestError::Version(v);
+        return Err(Refusal::new(ErrorCode::UnsupportedVersion, e.to_string()).into());
+    }
+    match Some(qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)?) {
         None => Ok(None),
         Some(ClientFrame::Request(req)) => {
             req.validate().map_err(|e| {
@@ -282,7 +288,7 @@ fn sign<R: Read, W: Write>(
     }
     let max = rule.max_data_bytes.unwrap_or(u64::MAX);
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let plan = job.plan(&key);
+    let plan = job.plan(&key, rule.client_hash);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     let mut received = 0u64;
@@ -300,6 +306,25 @@ fn sign<R: Read, W: Write>(
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
             Some(ClientFrame::End) => break,
+            // The client hashed the data itself: allowed only when the plan
+            // said so, and only in place of the data.
+            Some(ClientFrame::HashState(state)) if plan.client_hash && received == 0 => {
+                if state.len > max {
+                    return Err(Refusal::new(
+                        ErrorCode::TooLarge,
+                        format!("the data exceeds this qube's limit of {max} bytes"),
+                    )
+                    .into());
+                }
+                job.set_client_state(&state).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+                received = state.len;
+                break;
+            }
+            Some(ClientFrame::HashState(_)) => return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "a hash state the vault did not ask for (client-side hashing is off for this caller, or data was sent)",
+            )
+            .into()),
             Some(ClientFrame::Request(_)) => {
                 return Err(Refusal::new(ErrorCode::BadRequest, "unexpected request frame in the data stream").into())
             }
@@ -385,6 +410,7 @@ fn sign<R: Read, W: Write>(
                 data_len: finished.data_len,
                 sig_digest: hex::encode(Sha256::digest(&signature)),
                 decision: decision.clone(),
+                hashed_by: finished.client_hashed.then(|| "client".to_owned()),
             };
             Ok((event, (finished, signature)))
         })

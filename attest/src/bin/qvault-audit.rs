@@ -136,6 +136,11 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                         rep.caller.as_deref().map(|c| format!(", requested by qube {c}")).unwrap_or_default()
                     );
                 }
+                match rep.hashed_by.as_deref() {
+                    Some("client") => println!("  data hashed: by the calling qube (the vault signed its hash state)"),
+                    Some(_) => println!("  data hashed: in the vault"),
+                    None => {}
+                }
                 for p in &rep.problems {
                     println!("  PROBLEM: {p}");
                 }

@@ -53,6 +53,7 @@ fn sign(key: Option<String>) -> Op {
         digest: Some(HashAlgo::Sha384),
         text: false,
         known_log_size: Some(3),
+        client_hash: true,
     })
 }
 
