@@ -140,7 +140,12 @@ impl LogState {
             .map_err(ShimError::io("storing the checkpoint"))?;
         lock.lock().map_err(ShimError::io("locking the checkpoint"))?;
         let path = self.dir.join("checkpoint");
-        let stored = std::fs::read_to_string(&path).ok().and_then(|n| Checkpoint::open(&n, key).ok());
+        // Usually the file still holds the note verified at load: no need to
+        // verify its signature again (another process may have replaced it).
+        let stored = std::fs::read_to_string(&path).ok().and_then(|n| match &self.newest {
+            Some((c, loaded)) if *loaded == n => Some(c.clone()),
+            _ => Checkpoint::open(&n, key).ok(),
+        });
         if stored.is_none_or(|s| cp.size >= s.size) {
             let mut tmp =
                 tempfile::NamedTempFile::new_in(&self.dir).map_err(ShimError::io("storing the checkpoint"))?;

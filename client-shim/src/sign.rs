@@ -175,8 +175,11 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     let mut input = open_input(&inv.operands)?;
     let mut out = Output::create(out_name.as_deref(), inv.yes)?;
 
-    let mut log_state = receipts::LogState::load(&crate::vault::vault_name()?);
+    // Local failures (no input, output exists) are found before the vault is
+    // called; then the qrexec client starts while this process reads its log
+    // state (on two cores, the two overlap).
     let mut conn = Conn::open()?;
+    let mut log_state = receipts::LogState::load(conn.vault());
     let req = SignRequest {
         key: key.clone(),
         mode,

@@ -79,6 +79,11 @@ impl Conn {
         })
     }
 
+    /// The vault qube's name.
+    pub fn vault(&self) -> &str {
+        &self.name
+    }
+
     pub fn send(&mut self, frame: &ClientFrame<'_>) -> Result<(), ShimError> {
         self.writer.send(frame).map_err(|e| self.transport(e))
     }

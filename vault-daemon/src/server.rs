@@ -27,6 +27,9 @@ pub fn run(vault: Vault, opts: ServeOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(opts.max_calls + 4)
+        // Idle call threads go soon: their stacks and arenas are memory the
+        // vault otherwise keeps (it locks its memory).
+        .thread_keep_alive(Duration::from_secs(2))
         .enable_all()
         .build()?;
     rt.block_on(serve(Arc::new(vault), opts))
