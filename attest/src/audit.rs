@@ -65,28 +65,46 @@ impl LogReport {
 pub fn verify_log<R: BufRead>(input: R, key: &Verifier, extra: &[String], keep_entries: bool) -> LogReport {
     let mut rep = LogReport::default();
     let mut notes: Vec<(String, String)> = Vec::new();
-    // Two stages on two cores: this thread reads and hashes the tree, another
-    // parses and checks each entry (JSON parsing is the larger half of the work).
+    // This thread reads and hashes the tree; a pool of parsers (JSON parsing is
+    // the larger part of the work) takes batches of entries from a queue. Each
+    // batch's findings are merged in log order at the end.
     const BATCH: usize = 2048;
+    let parsers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    // A batch is its entries' bytes back to back and where each one ends: one
+    // allocation per batch, not per entry.
+    type Batch = (u64, Vec<u8>, Vec<usize>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let rx = std::sync::Mutex::new(rx);
     let facts = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(8);
-        let parser = scope.spawn(move || {
-            let mut facts = LogReport::default();
-            for (start, batch) in rx {
-                for (i, bytes) in batch.into_iter().enumerate() {
-                    let pos = start + i as u64;
-                    match Entry::parse(&bytes, pos) {
-                        Ok(e) => account(&mut facts, &e, key),
-                        Err(err) => facts.problem(format!("entry {pos}: {err}")),
+        let workers: Vec<_> = (0..parsers)
+            .map(|_| {
+                let rx = &rx;
+                scope.spawn(move || {
+                    let mut parts = Vec::new();
+                    loop {
+                        let next = rx.lock().map_or(None, |r| r.recv().ok());
+                        let Some((start, buf, ends)) = next else { break };
+                        let mut facts = LogReport::default();
+                        let mut from = 0;
+                        for (i, &end) in ends.iter().enumerate() {
+                            let (bytes, pos) = (&buf[from..end], start + i as u64);
+                            from = end;
+                            match Entry::parse(bytes, pos) {
+                                Ok(e) => account(&mut facts, &e, key),
+                                Err(err) => facts.problem(format!("entry {pos}: {err}")),
+                            }
+                            if keep_entries {
+                                facts.entry_bytes.push(bytes.to_vec());
+                            }
+                        }
+                        parts.push((start, facts));
                     }
-                    if keep_entries {
-                        facts.entry_bytes.push(bytes);
-                    }
-                }
-            }
-            facts
-        });
-        let mut batch = Vec::with_capacity(BATCH);
+                    parts
+                })
+            })
+            .collect();
+        let mut batch: Vec<u8> = Vec::with_capacity(BATCH * 512);
+        let mut ends: Vec<usize> = Vec::with_capacity(BATCH);
         let mut start = 0u64;
         match bundle::Reader::new(input) {
             Err(e) => rep.problem(e.to_string()),
@@ -95,10 +113,12 @@ pub fn verify_log<R: BufRead>(input: R, key: &Verifier, extra: &[String], keep_e
                     Ok(None) => break,
                     Ok(Some(Record::Entry(bytes))) => {
                         rep.tree.push_leaf(leaf_hash(bytes));
-                        batch.push(bytes.to_vec());
-                        if batch.len() == BATCH {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                            let _ = tx.send((start, full));
+                        batch.extend_from_slice(bytes);
+                        ends.push(batch.len());
+                        if ends.len() == BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH * 512));
+                            let full_ends = std::mem::replace(&mut ends, Vec::with_capacity(BATCH));
+                            let _ = tx.send((start, full, full_ends));
                             start = rep.tree.size();
                         }
                     }
@@ -113,11 +133,23 @@ pub fn verify_log<R: BufRead>(input: R, key: &Verifier, extra: &[String], keep_e
                 }
             },
         }
-        if !batch.is_empty() {
-            let _ = tx.send((start, batch));
+        if !ends.is_empty() {
+            let _ = tx.send((start, batch, ends));
         }
         drop(tx);
-        parser.join().unwrap_or_default()
+        let mut parts: Vec<(u64, LogReport)> = workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect();
+        parts.sort_unstable_by_key(|(start, _)| *start);
+        let mut facts = LogReport::default();
+        for (_, mut p) in parts {
+            for problem in p.problems {
+                facts.problem(problem);
+            }
+            facts.keys.append(&mut p.keys);
+            facts.signatures += p.signatures;
+            facts.origin = facts.origin.or(p.origin);
+            facts.entry_bytes.append(&mut p.entry_bytes);
+        }
+        facts
     });
     let mut problems = facts.problems;
     problems.append(&mut rep.problems);
@@ -393,4 +425,68 @@ pub fn verify_signature(
     }
     rep.ok = rep.problems.is_empty() && rep.signature_valid && rep.logged;
     rep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{write_checkpoint, write_entry, write_header};
+    use crate::entry::Entry;
+    use crate::merkle::Frontier;
+    use crate::note::Checkpoint;
+    use ed25519_dalek::SigningKey;
+
+    /// A log of `n` entries (log_created, then policy changes), its export with
+    /// one checkpoint at the end, and its verifier. `damage` rewrites entries
+    /// before they are hashed and written.
+    fn log(n: u64, damage: impl Fn(u64, Vec<u8>) -> Vec<u8>) -> (Vec<u8>, Verifier) {
+        let sk = SigningKey::from_bytes(&[9u8; 32]);
+        let v = Verifier { name: "test.invalid/log".into(), key: sk.verifying_key() };
+        let mut out = Vec::new();
+        write_header(&mut out).unwrap();
+        let mut tree = Frontier::new();
+        for i in 0..n {
+            let event = if i == 0 {
+                Event::LogCreated { vault: "t".into(), origin: v.name.clone(), log_key: v.encode() }
+            } else {
+                Event::PolicyChanged { policy_digest: format!("{i:064x}") }
+            };
+            let bytes = damage(i, Entry::new(i, 1_700_000_000, None, event).encode());
+            tree.push(leaf_hash(&bytes));
+            write_entry(&mut out, &bytes).unwrap();
+        }
+        let cp = Checkpoint { origin: v.name.clone(), size: n, root: tree.root() };
+        write_checkpoint(&mut out, &cp.sign(&sk)).unwrap();
+        (out, v)
+    }
+
+    #[test]
+    fn entries_across_many_batches_verify() {
+        let (bytes, v) = log(5000, |_, b| b);
+        let rep = verify_log(&bytes[..], &v, &[], true);
+        assert!(rep.ok, "{:?}", rep.problems);
+        assert_eq!((rep.entries, rep.entry_bytes.len()), (5000, 5000));
+        assert_eq!(rep.origin.as_deref(), Some("test.invalid/log"));
+        // Entries are kept in log order whichever parser read them.
+        for i in [0usize, 2047, 2048, 4999] {
+            assert!(Entry::parse(&rep.entry_bytes[i], i as u64).is_ok(), "entry {i} out of place");
+        }
+    }
+
+    #[test]
+    fn problems_are_reported_in_log_order() {
+        // Bad entries in three different batches of the parser pool.
+        let bad = [4100u64, 10, 2500];
+        let (bytes, v) = log(5000, |i, b| {
+            if bad.contains(&i) {
+                String::from_utf8(b).unwrap().replace("\"index\":", "\"index\":1").into_bytes()
+            } else {
+                b
+            }
+        });
+        let rep = verify_log(&bytes[..], &v, &[], false);
+        assert!(!rep.ok);
+        let named: Vec<&str> = rep.problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(named, ["entry 10", "entry 2500", "entry 4100"], "{:?}", rep.problems);
+    }
 }

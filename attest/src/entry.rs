@@ -280,7 +280,7 @@ impl RawEntry<'_> {
 
     fn into_entry(self) -> Result<Entry, EntryError> {
         fn req<T>(v: Option<T>, name: &'static str) -> Result<T, EntryError> {
-            v.ok_or(EntryError::Json(format!("missing field `{name}`")))
+            v.ok_or_else(|| EntryError::Json(format!("missing field `{name}`")))
         }
         let s = |v: Option<Cow<'_, str>>, name: &'static str| req(v, name).map(Cow::into_owned);
         let n = self.present();

@@ -21,6 +21,15 @@ use qvault_attest::Entry;
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
 struct Failed;
 
+/// `println!` that ignores a reader that has gone (`qvault-audit ... | head`):
+/// the verdict is the exit status, which must not become a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -28,7 +37,7 @@ fn main() -> ExitCode {
         Ok(Err(Failed)) => ExitCode::from(1),
         Err(e) => {
             if cli.json {
-                println!("{}", serde_json::json!({ "verdict": "error", "error": format!("{e:#}") }));
+                say!("{}", serde_json::json!({ "verdict": "error", "error": format!("{e:#}") }));
             }
             eprintln!("qvault-audit: {e:#}");
             ExitCode::from(2)
@@ -76,23 +85,23 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             if cli.json {
                 let mut v = serde_json::to_value(&rep)?;
                 v["verdict"] = verdict(rep.ok).into();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                say!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("log {}: {}", log.display(), verdict(rep.ok));
-                println!("  origin:      {}", rep.origin.as_deref().unwrap_or("?"));
-                println!("  entries:     {}", rep.entries);
-                println!("  root:        {}", rep.root);
-                println!(
+                say!("log {}: {}", log.display(), verdict(rep.ok));
+                say!("  origin:      {}", rep.origin.as_deref().unwrap_or("?"));
+                say!("  entries:     {}", rep.entries);
+                say!("  root:        {}", rep.root);
+                say!(
                     "  checkpoints: {} verified, newest covers {} entries",
                     rep.checkpoints_verified,
                     rep.latest_checkpoint_size.unwrap_or(0)
                 );
-                println!("  signatures:  {}", rep.signatures);
+                say!("  signatures:  {}", rep.signatures);
                 for k in &rep.keys {
-                    println!("  key {}: {} (entry {}, {})", k.fingerprint, k.origin, k.index, when(k.time));
+                    say!("  key {}: {} (entry {}, {})", k.fingerprint, k.origin, k.index, when(k.time));
                 }
                 for p in &rep.problems {
-                    println!("  PROBLEM: {p}");
+                    say!("  PROBLEM: {p}");
                 }
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
@@ -114,22 +123,18 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             if cli.json {
                 let mut v = serde_json::to_value(&rep)?;
                 v["verdict"] = verdict(rep.ok).into();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                say!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("signature {}: {}", sig.display(), verdict(rep.ok));
-                println!(
-                    "  signature valid over {}: {}",
-                    file.display(),
-                    if rep.signature_valid { "yes" } else { "no" }
-                );
+                say!("signature {}: {}", sig.display(), verdict(rep.ok));
+                say!("  signature valid over {}: {}", file.display(), if rep.signature_valid { "yes" } else { "no" });
                 if let Some(s) = &rep.signer {
-                    println!("  signing key: {s} (primary {})", rep.primary.as_deref().unwrap_or("?"));
+                    say!("  signing key: {s} (primary {})", rep.primary.as_deref().unwrap_or("?"));
                 }
                 if let (Some(o), Some(t)) = (&rep.key_origin, rep.key_time) {
-                    println!("  key origin:  {o}, {} (log entry {})", when(t), rep.key_index.unwrap_or(0));
+                    say!("  key origin:  {o}, {} (log entry {})", when(t), rep.key_index.unwrap_or(0));
                 }
                 if let Some(i) = rep.log_index {
-                    println!(
+                    say!(
                         "  log entry:   {i}, {} in a checkpoint of {} entries{}",
                         if rep.logged { "included" } else { "NOT matched" },
                         rep.checkpoint_size.unwrap_or(0),
@@ -137,12 +142,12 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                     );
                 }
                 match rep.hashed_by.as_deref() {
-                    Some("client") => println!("  data hashed: by the calling qube (the vault signed its hash state)"),
-                    Some(_) => println!("  data hashed: in the vault"),
+                    Some("client") => say!("  data hashed: by the calling qube (the vault signed its hash state)"),
+                    Some(_) => say!("  data hashed: in the vault"),
                     None => {}
                 }
                 for p in &rep.problems {
-                    println!("  PROBLEM: {p}");
+                    say!("  PROBLEM: {p}");
                 }
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
@@ -173,19 +178,19 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 anyhow::bail!("give --log or --proof");
             };
             if cli.json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({"verdict": verdict(ok), "old_size": o.size, "new_size": n.size, "problem": why})
                 );
             } else {
-                println!(
+                say!(
                     "checkpoints {} -> {} entries: {}",
                     o.size,
                     n.size,
                     if ok { "consistent" } else { "NOT consistent" }
                 );
                 if !ok {
-                    println!("  PROBLEM: {why}\n--- old:\n{old_note}--- new:\n{new_note}");
+                    say!("  PROBLEM: {why}\n--- old:\n{old_note}--- new:\n{new_note}");
                 }
             }
             Ok(if ok { Ok(()) } else { Err(Failed) })
@@ -211,10 +216,10 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                                 if cli.json {
                                     out.push(serde_json::to_value(&e)?);
                                 } else {
-                                    println!("{}", describe(&e));
+                                    say!("{}", describe(&e));
                                 }
                             }
-                            Err(err) => println!("{i:>8}  MALFORMED: {err}"),
+                            Err(err) => say!("{i:>8}  MALFORMED: {err}"),
                         }
                         i += 1;
                     }
@@ -222,7 +227,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 }
             }
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                say!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(Ok(()))
         }
