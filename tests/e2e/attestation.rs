@@ -456,3 +456,20 @@ fn audit_qube_fetches_the_log_over_logread_which_cannot_sign() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn qvault_audit_keeps_its_verdict_when_the_reader_goes_away() {
+    let w = World::new();
+    let export = w.export_log("pipe.export");
+    let key = w.log_key();
+    // The reader closes the pipe before qvault-audit writes: the exit status
+    // is still the verdict, and nothing panics.
+    let mut c = std::process::Command::new(bin("qvault-audit"));
+    c.args(["verify-log", export.to_str().unwrap(), "--log-key", &key]);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
