@@ -5,7 +5,7 @@
 //! and first writes `<service> <source>\0`. Vault, exec service: the source is in
 //! `QREXEC_REMOTE_DOMAIN`.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::process::{Child, Command, Stdio};
 
 use crate::names::{NameError, QubeName, ServiceName};
@@ -48,23 +48,21 @@ pub fn spawn_client(target: &str, service: &str) -> Result<Child, TransportError
         .map_err(TransportError::Spawn)
 }
 
-/// Reads the socket-service descriptor byte by byte (so nothing after the NUL is
-/// consumed) and validates both names.
-pub fn read_descriptor<R: Read>(r: &mut R) -> Result<(ServiceName, QubeName), TransportError> {
+/// Reads the socket-service descriptor (at most [`MAX_DESCRIPTOR`] bytes, NUL
+/// included) and validates both names. `r` is buffered: whatever it read past
+/// the NUL stays in its buffer for the frames that follow, so a caller keeps
+/// reading from the same `r` (two or three syscalls, not one per byte).
+pub fn read_descriptor<R: BufRead>(r: &mut R) -> Result<(ServiceName, QubeName), TransportError> {
     let mut buf = Vec::with_capacity(64);
-    let mut byte = [0u8; 1];
-    loop {
-        if r.read(&mut byte)? == 0 {
-            return Err(TransportError::DescriptorTruncated);
-        }
-        if byte[0] == 0 {
-            break;
-        }
-        buf.push(byte[0]);
-        if buf.len() >= MAX_DESCRIPTOR {
-            return Err(TransportError::DescriptorTooLong);
-        }
+    let n = r.by_ref().take(MAX_DESCRIPTOR as u64).read_until(0, &mut buf)?;
+    if buf.last() != Some(&0) {
+        return Err(if n >= MAX_DESCRIPTOR {
+            TransportError::DescriptorTooLong
+        } else {
+            TransportError::DescriptorTruncated
+        });
     }
+    buf.pop();
     parse_descriptor(&buf)
 }
 
@@ -101,6 +99,13 @@ mod tests {
         assert!(matches!(read_descriptor(&mut &b"qvault.Gpg ../x\0"[..]), Err(TransportError::Name(_))));
         let long = vec![b'a'; 300];
         assert!(matches!(read_descriptor(&mut &long[..]), Err(TransportError::DescriptorTooLong)));
+        // The limit counts the NUL: 255 bytes and a NUL are read (and parsed), 256 are too many.
+        let mut at_limit = vec![b'a'; MAX_DESCRIPTOR - 1];
+        at_limit.push(0);
+        assert!(matches!(read_descriptor(&mut &at_limit[..]), Err(TransportError::DescriptorMalformed)));
+        let mut over = vec![b'a'; MAX_DESCRIPTOR];
+        over.push(0);
+        assert!(matches!(read_descriptor(&mut &over[..]), Err(TransportError::DescriptorTooLong)));
         assert!(matches!(read_descriptor(&mut &b"qvault.Gpg \xff\0"[..]), Err(TransportError::DescriptorMalformed)));
     }
 }

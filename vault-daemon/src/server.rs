@@ -89,13 +89,14 @@ fn call(vault: &Vault, stream: std::os::unix::net::UnixStream, timeout: Duration
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut r = &stream;
+    // Small: it holds the descriptor and the first frames; large reads bypass it.
+    let mut r = std::io::BufReader::with_capacity(4096, &stream);
     let (svc, source) = read_descriptor(&mut r)?;
     let service = match svc.name.as_str() {
         SERVICE_GPG => Service::Gpg,
         SERVICE_LOG_READ => Service::LogRead,
         other => anyhow::bail!("unknown service {other:?}"),
     };
-    serve_call(vault, service, &source, &stream, &stream)?;
+    serve_call(vault, service, &source, r, &stream)?;
     Ok(())
 }
