@@ -282,12 +282,7 @@ struct LocalHash {
 
 impl LocalHash {
     fn new(mode: SignMode, text: bool) -> LocalHash {
-        let canon = match (mode, text) {
-            (SignMode::Cleartext, _) => Canon::Cleartext,
-            (_, true) => Canon::Text,
-            (_, false) => Canon::Binary,
-        };
-        LocalHash { canon: Canonicalizer::new(canon), state: Sha256Midstate::new() }
+        LocalHash { canon: Canonicalizer::new(Canon::for_signing(mode, text)), state: Sha256Midstate::new() }
     }
 
     fn update(&mut self, data: &[u8]) -> Result<(), ShimError> {

@@ -19,6 +19,20 @@ pub enum Canon {
     Cleartext,
 }
 
+impl Canon {
+    /// How a signing request's data is hashed: cleartext signatures drop
+    /// trailing whitespace, text signatures use CR LF line ends, binary ones
+    /// take the bytes as they are. The vault and a client hashing for it must
+    /// agree, so both ask here.
+    pub fn for_signing(mode: crate::SignMode, text: bool) -> Canon {
+        match (mode, text) {
+            (crate::SignMode::Cleartext, _) => Canon::Cleartext,
+            (_, true) => Canon::Text,
+            (_, false) => Canon::Binary,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("a line has more than {MAX_WS_RUN} consecutive spaces, tabs or CRs; it cannot be clear-signed")]
 pub struct WhitespaceRunTooLong;

@@ -11,7 +11,7 @@ use openpgp::packet::Signature;
 use openpgp::serialize::MarshalInto;
 use openpgp::types::{HashAlgorithm, PublicKeyAlgorithm, SignatureType};
 use qubes_rpc::prehash::{Sha256Midstate, StateError};
-use qubes_rpc::{HashAlgo, HashState, SignMode, SignPlan, SignRequest};
+use qubes_rpc::{HashAlgo, HashState, SignPlan, SignRequest};
 use rand::RngCore;
 use sequoia_openpgp as openpgp;
 use zeroize::Zeroizing;
@@ -75,11 +75,8 @@ pub const SALT_NOTATION: &str = "salt@notations.sequoia-pgp.org";
 impl SignJob {
     pub fn new(req: &SignRequest) -> anyhow::Result<SignJob> {
         let algo = req.digest.unwrap_or(DEFAULT_HASH);
-        let (canon, sig_type) = match (req.mode, req.text) {
-            (SignMode::Cleartext, _) => (Canon::Cleartext, SignatureType::Text),
-            (_, true) => (Canon::Text, SignatureType::Text),
-            (_, false) => (Canon::Binary, SignatureType::Binary),
-        };
+        let canon = Canon::for_signing(req.mode, req.text);
+        let sig_type = if canon == Canon::Binary { SignatureType::Binary } else { SignatureType::Text };
         let ctx = hash_algorithm(algo).context()?.for_signature(4);
         Ok(SignJob {
             canon: Canonicalizer::new(canon),
