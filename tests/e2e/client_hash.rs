@@ -2,7 +2,7 @@
 //! and sends the SHA-256 state; the vault builds the trailer, signs and logs
 //! `"hashed_by":"client"`. Both data paths, through the real binaries.
 
-use qubes_rpc::{ClientFrame, ErrorCode, HashAlgo, HashState, Op, Request, ServerFrame, SignMode, SignRequest};
+use qubes_rpc::{ClientFrame, ErrorCode, HashAlgo, HashState, Op, ServerFrame};
 use qvault_e2e::*;
 
 const POLICY: &str = r#"version = 1
@@ -140,15 +140,11 @@ fn client_hashed_signatures_verify_in_every_mode_and_are_logged_as_such() {
 }
 
 fn sign_request(client_hash: bool) -> Vec<u8> {
-    frame(&ClientFrame::Request(Request::new(Op::Sign(SignRequest {
-        key: None,
-        mode: SignMode::Detached,
-        armor: false,
-        digest: None,
-        text: false,
-        known_log_size: None,
-        client_hash,
-    }))))
+    let mut req = detached_sign_request();
+    if let Op::Sign(s) = &mut req.op {
+        s.client_hash = client_hash;
+    }
+    frame(&ClientFrame::Request(req))
 }
 
 fn state(data: &[u8]) -> HashState {
