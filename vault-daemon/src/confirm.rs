@@ -24,13 +24,23 @@ pub struct Question<'a> {
     pub size: u64,
     pub digest: &'a str,
     pub hash_algo: &'a str,
+    /// The calling qube hashed the data (policy `client_hash`): the vault has
+    /// not seen it, and size and digest are the caller's claims.
+    pub client_hashed: bool,
 }
 
 impl Question<'_> {
     pub fn message(&self) -> String {
         format!(
-            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data, {} {}.\n\nAllow?",
-            self.caller, self.operation, self.key, self.userid, self.size, self.hash_algo, self.digest
+            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data{}, {} {}.\n\nAllow?",
+            self.caller,
+            self.operation,
+            self.key,
+            self.userid,
+            self.size,
+            if self.client_hashed { " hashed by that qube (the vault has not seen them)" } else { "" },
+            self.hash_algo,
+            self.digest
         )
     }
 }
@@ -46,6 +56,7 @@ pub fn ask(cmd: &ConfirmCommand, q: &Question<'_>) -> Answer {
         .env("QVAULT_OPERATION", q.operation)
         .env("QVAULT_DATA_SIZE", q.size.to_string())
         .env("QVAULT_DATA_DIGEST", format!("{}:{}", q.hash_algo, q.digest))
+        .env("QVAULT_HASHED_BY", if q.client_hashed { "client" } else { "vault" })
         .env("QVAULT_MESSAGE", &msg)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -84,6 +95,7 @@ mod tests {
             size: 3,
             digest: "ab",
             hash_algo: "SHA256",
+            client_hashed: false,
         }
     }
 
@@ -99,5 +111,18 @@ mod tests {
         assert_eq!(ask(&cmd("test \"$QVAULT_CALLER/$QVAULT_DATA_SIZE\" = work/3", 5), &q()), Answer::Approved);
         let c = ConfirmCommand { argv: vec!["/nonexistent/zenity".into()], timeout: Duration::from_secs(1) };
         assert!(matches!(ask(&c, &q()), Answer::Failed(_)));
+    }
+
+    #[test]
+    fn the_question_says_who_hashed_the_data() {
+        assert!(!q().message().contains("hashed by"));
+        assert_eq!(ask(&cmd("test \"$QVAULT_HASHED_BY\" = vault", 5), &q()), Answer::Approved);
+        let c = Question { client_hashed: true, ..q() };
+        assert!(
+            c.message().contains("3 bytes of data hashed by that qube (the vault has not seen them)"),
+            "{}",
+            c.message()
+        );
+        assert_eq!(ask(&cmd("test \"$QVAULT_HASHED_BY\" = client", 5), &c), Answer::Approved);
     }
 }

@@ -365,7 +365,7 @@ confirm = "{mode}"
 #
 # The question asked in the vault; {{message}} is replaced by the details, which
 # are also in the environment (QVAULT_CALLER, QVAULT_KEY, QVAULT_OPERATION,
-# QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST). Exit status 0 approves.
+# QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST, QVAULT_HASHED_BY). Exit status 0 approves.
 # [confirm]
 # command = ["zenity", "--question", "--title=qvault", "--no-markup", "--text={{message}}"]
 # timeout_seconds = 60

@@ -359,6 +359,7 @@ fn sign<R: Read, W: Write>(
                     size: received,
                     digest: &hex::encode(digest),
                     hash_algo: &hash_name,
+                    client_hashed: job.client_hashed(),
                 };
                 match confirm::ask(&vault.policy.confirm, &q) {
                     Answer::Approved => {

@@ -119,6 +119,11 @@ impl SignJob {
         Ok(())
     }
 
+    /// The client hashed the data and sent its hash state.
+    pub fn client_hashed(&self) -> bool {
+        matches!(self.hash, DataHash::Client(_))
+    }
+
     /// The digest of the canonical data so far (the hash state is cloned).
     pub fn data_digest(&self) -> anyhow::Result<Vec<u8>> {
         match &self.hash {
