@@ -59,9 +59,6 @@ qvault-audit consistency \-\-log\-key vault.key \-\-log vault.log old.checkpoint
 "#;
 
 fn main() -> std::io::Result<()> {
-    println!("cargo:rerun-if-changed=src/cli.rs");
-    println!("cargo:rerun-if-changed=../packaging/cli_assets.rs");
-    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let top = cli_assets::Sections { description: DESCRIPTION, extra: EXTRA };
     cli_assets::generate(cli::Cli::command(), "1", top, &cli_assets::out_dir()?)
 }

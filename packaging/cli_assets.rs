@@ -28,6 +28,10 @@ pub struct Sections<'a> {
 /// Writes one page for `cmd` and one for each (nested) subcommand, all in
 /// `section`, then bash and zsh completions.
 pub fn generate(cmd: clap::Command, section: &str, top: Sections<'_>, out: &Path) -> io::Result<()> {
+    // Both build scripts define their CLI in src/cli.rs and include this file.
+    println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=../packaging/cli_assets.rs");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
     let man = out.join("man");

@@ -100,9 +100,6 @@ sudo systemctl start qvault
 "#;
 
 fn main() -> std::io::Result<()> {
-    println!("cargo:rerun-if-changed=src/cli.rs");
-    println!("cargo:rerun-if-changed=../packaging/cli_assets.rs");
-    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let top = cli_assets::Sections { description: DESCRIPTION, extra: EXTRA };
     cli_assets::generate(cli::Cli::command(), "8", top, &cli_assets::out_dir()?)
 }

@@ -68,16 +68,11 @@ impl Sha256Midstate {
             if self.tail.len() < BLOCK {
                 return;
             }
-            sha2::compress256(&mut self.state, &[*GenericArray::from_slice(&self.tail)]);
+            compress(&mut self.state, &self.tail);
             self.tail.clear();
         }
-        let mut blocks = data.chunks_exact(BLOCK);
-        for block in &mut blocks {
-            // One block per call: the slice of blocks compress256 wants would
-            // otherwise need a copy (or unsafe) to build from a byte slice.
-            sha2::compress256(&mut self.state, std::slice::from_ref(GenericArray::from_slice(block)));
-        }
-        self.tail.extend_from_slice(blocks.remainder());
+        let rest = compress(&mut self.state, data);
+        self.tail.extend_from_slice(rest);
     }
 
     /// The digest of everything hashed so far.
@@ -87,9 +82,7 @@ impl Sha256Midstate {
         let pad = if self.tail.len() > BLOCK - 8 { 2 * BLOCK } else { BLOCK };
         self.tail.resize(pad - 8, 0);
         self.tail.extend_from_slice(&bits.to_be_bytes());
-        for block in self.tail.chunks_exact(BLOCK) {
-            sha2::compress256(&mut self.state, std::slice::from_ref(GenericArray::from_slice(block)));
-        }
+        compress(&mut self.state, &self.tail);
         let mut out = [0u8; 32];
         for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
             o.copy_from_slice(&w.to_be_bytes());
@@ -130,6 +123,18 @@ impl Sha256Midstate {
         tail.extend_from_slice(&h.tail);
         Ok(Sha256Midstate { state, tail, len: h.len })
     }
+}
+
+/// Compresses every whole block of `data` into `state`; returns the bytes of
+/// the partial block left over.
+fn compress<'a>(state: &mut [u32; 8], data: &'a [u8]) -> &'a [u8] {
+    let mut blocks = data.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        // One block per call: the slice of blocks compress256 wants would
+        // otherwise need a copy (or unsafe) to build from a byte slice.
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
+    blocks.remainder()
 }
 
 #[cfg(test)]

@@ -131,9 +131,8 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
         let e = qubes_rpc::messages::RequestError::Version(v);
         return Err(Refusal::new(ErrorCode::UnsupportedVersion, e.to_string()).into());
     }
-    match Some(qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)?) {
-        None => Ok(None),
-        Some(ClientFrame::Request(req)) => {
+    match qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)? {
+        ClientFrame::Request(req) => {
             req.validate().map_err(|e| {
                 let code = match e {
                     qubes_rpc::messages::RequestError::Version(_) => ErrorCode::UnsupportedVersion,
@@ -143,7 +142,7 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
             })?;
             Ok(Some(req))
         }
-        Some(_) => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+        _ => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
     }
 }
 
@@ -287,6 +286,7 @@ fn sign<R: Read, W: Write>(
         }
     }
     let max = rule.max_data_bytes.unwrap_or(u64::MAX);
+    let too_large = || Refusal::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {max} bytes"));
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&key, rule.client_hash);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
@@ -297,11 +297,7 @@ fn sign<R: Read, W: Write>(
             Some(ClientFrame::Data(d)) => {
                 received += d.len() as u64;
                 if received > max {
-                    return Err(Refusal::new(
-                        ErrorCode::TooLarge,
-                        format!("the data exceeds this qube's limit of {max} bytes"),
-                    )
-                    .into());
+                    return Err(too_large().into());
                 }
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
@@ -310,11 +306,7 @@ fn sign<R: Read, W: Write>(
             // said so, and only in place of the data.
             Some(ClientFrame::HashState(state)) if plan.client_hash && received == 0 => {
                 if state.len > max {
-                    return Err(Refusal::new(
-                        ErrorCode::TooLarge,
-                        format!("the data exceeds this qube's limit of {max} bytes"),
-                    )
-                    .into());
+                    return Err(too_large().into());
                 }
                 job.set_client_state(&state).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
                 received = state.len;

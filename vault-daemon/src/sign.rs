@@ -154,7 +154,7 @@ impl SignJob {
         let pk_algo = key.key.pk_algo();
         let hash_algo = hash_algorithm(self.algo);
         let trailer = v4_trailer(self.sig_type, pk_algo, hash_algo, &hashed)?;
-        let client_hashed = matches!(self.hash, DataHash::Client(_));
+        let client_hashed = self.client_hashed();
         let digest = match self.hash {
             DataHash::Vault(mut ctx) => {
                 ctx.update(&trailer);
