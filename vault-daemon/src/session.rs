@@ -285,6 +285,7 @@ fn sign<R: Read, W: Write>(
             .into());
         }
     }
+    let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
     let max = rule.max_data_bytes.unwrap_or(u64::MAX);
     let too_large = || Refusal::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {max} bytes"));
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
@@ -342,7 +343,6 @@ fn sign<R: Read, W: Write>(
                     .next()
                     .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
                     .unwrap_or_default();
-                let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
                 let q = Question {
                     caller: source.as_str(),
                     key: &primary,
@@ -381,7 +381,6 @@ fn sign<R: Read, W: Write>(
         SignMode::Inline => "inline",
     };
     let sig_type = if plan.sig_class == 1 { "text" } else { "binary" };
-    let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
     let origin = vault.log.origin().to_owned();
     // The entry's index goes into the signature, and the signature's digest into
     // the entry: both are made under the log's append lock, then made durable,
