@@ -70,6 +70,10 @@ pub enum Event {
     DaemonStarted { version: String, interfaces: Vec<String> },
     /// The policy file changed; SHA-256 of its new content.
     PolicyChanged { policy_digest: String },
+    /// A position reserved for a signature that was not made (the signer
+    /// failed after the position was put into the signature); no signature
+    /// that left the vault names it. `reason` says why, without secrets.
+    Void { reason: String },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -160,7 +164,7 @@ impl Entry {
                     return Err(EntryError::Field("policy_digest"));
                 }
             }
-            Event::LogCreated { .. } | Event::DaemonStarted { .. } => {}
+            Event::LogCreated { .. } | Event::DaemonStarted { .. } | Event::Void { .. } => {}
         }
         Ok(())
     }
@@ -188,6 +192,7 @@ impl Entry {
             Event::Signature { .. } => "signature",
             Event::DaemonStarted { .. } => "daemon_started",
             Event::PolicyChanged { .. } => "policy_changed",
+            Event::Void { .. } => "void",
         }
     }
 }
@@ -245,6 +250,8 @@ struct RawEntry<'a> {
     interfaces: Option<Vec<String>>,
     #[serde(borrow)]
     policy_digest: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
 }
 
 impl RawEntry<'_> {
@@ -272,6 +279,7 @@ impl RawEntry<'_> {
             self.version.is_some(),
             self.interfaces.is_some(),
             self.policy_digest.is_some(),
+            self.reason.is_some(),
         ]
         .iter()
         .filter(|&&p| p)
@@ -342,6 +350,7 @@ impl RawEntry<'_> {
                 2,
             ),
             "policy_changed" => (Event::PolicyChanged { policy_digest: s(self.policy_digest, "policy_digest")? }, 1),
+            "void" => (Event::Void { reason: s(self.reason, "reason")? }, 1),
             other => return Err(EntryError::Json(format!("unknown kind {other:?}"))),
         };
         if n != expected {
@@ -408,6 +417,16 @@ mod tests {
         assert_eq!(Entry::parse(&vec![b' '; MAX_ENTRY + 1], 0), Err(EntryError::TooLong));
         let hashed = text.replacen("\"kind\"", "\"hashed_by\":\"vault\",\"kind\"", 1);
         assert_eq!(Entry::parse(hashed.as_bytes(), 5), Err(EntryError::Field("hashed_by")));
+    }
+
+    #[test]
+    fn void_entries_are_pinned() {
+        let e = Entry::new(7, 1700000000, Some("work".into()), Event::Void { reason: "signer failed".into() });
+        let s = String::from_utf8(e.encode()).unwrap();
+        assert_eq!(s, r#"{"v":1,"index":7,"time":1700000000,"source":"work","kind":"void","reason":"signer failed"}"#);
+        assert_eq!(Entry::parse(s.as_bytes(), 7).unwrap(), e);
+        let extra = s.replacen("\"kind\"", "\"policy_digest\":\"00\",\"kind\"", 1);
+        assert!(matches!(Entry::parse(extra.as_bytes(), 7), Err(EntryError::Json(_))));
     }
 
     #[test]

@@ -206,7 +206,8 @@ impl World {
         stdout(&o).trim().to_owned()
     }
 
-    /// `qvault log export` into a file (the daemon, if any, must be stopped).
+    /// `qvault log export` into a file (beside a running daemon too: it reads
+    /// what the newest durable checkpoint covers).
     pub fn export_log(&self, name: &str) -> PathBuf {
         let o = run(&mut self.qvault(&["log", "export"]));
         assert_ok(&o);

@@ -178,4 +178,10 @@ pub enum LogCmd {
         #[command(flatten)]
         home: HomeArg,
     },
+    /// Check the whole log against the vault's newest checkpoint, as `serve`
+    /// does at start; rebuild the tree files when only they disagree.
+    Recover {
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }

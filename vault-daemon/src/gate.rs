@@ -45,7 +45,7 @@ impl Drop for Pending {
 }
 
 fn now() -> i64 {
-    crate::keystore::now_secs()
+    crate::clock::now_secs()
 }
 
 impl Gate {

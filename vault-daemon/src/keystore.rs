@@ -4,7 +4,7 @@
 //! material anywhere but the vault's own key files.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use openpgp::cert::prelude::*;
@@ -20,8 +20,9 @@ use qubes_rpc::{Caps, ErrorCode, KeyInfo, SubkeyInfo, UidInfo};
 use sequoia_openpgp as openpgp;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{now_secs, secs};
 use crate::fsutil;
-use crate::log::Log;
+use crate::record::Recorder;
 use crate::select::Spec;
 use qvault_attest::entry::Event;
 
@@ -121,14 +122,6 @@ pub fn policy() -> StandardPolicy<'static> {
     StandardPolicy::new()
 }
 
-pub fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-fn secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Keystore {
     pub fn load(dir: &Path) -> anyhow::Result<Keystore> {
         let mut keys = Vec::new();
@@ -159,7 +152,7 @@ impl Keystore {
     }
 
     /// Stores a certificate with secret key material, after logging its arrival.
-    pub fn add(&mut self, cert: Cert, origin: Origin, log: &Log) -> anyhow::Result<Fingerprint> {
+    pub fn add(&mut self, cert: Cert, origin: Origin, log: &dyn Recorder) -> anyhow::Result<Fingerprint> {
         anyhow::ensure!(cert.is_tsk(), "the certificate holds no secret key material");
         let fpr = cert.fingerprint();
         anyhow::ensure!(
@@ -180,7 +173,7 @@ impl Keystore {
                 Origin::Imported | Origin::Attached => Event::KeyImported { fingerprint, algorithm, created, cert },
             }
         };
-        let (log_index, (), bytes) = log.append(None, |_| Ok((event, ())))?;
+        let (log_index, bytes) = log.record(event)?;
         let log_entry = String::from_utf8(bytes)?;
         let provenance = Provenance { origin, added: now_secs(), log_index, log_entry, gnupghome: None, card: false };
         let base = self.dir.join(fpr.to_hex());
@@ -193,7 +186,7 @@ impl Keystore {
 
     /// Replaces a key's certificate (same primary key, new self-signatures),
     /// after logging the change.
-    pub fn update(&mut self, cert: Cert, change: String, log: &Log) -> anyhow::Result<()> {
+    pub fn update(&mut self, cert: Cert, change: String, log: &dyn Recorder) -> anyhow::Result<()> {
         let fpr = cert.fingerprint();
         let pos = self
             .keys
@@ -205,7 +198,7 @@ impl Keystore {
         export_public(&cert, &mut public)?;
         let event =
             Event::KeyUpdated { fingerprint: fpr.to_hex(), change, cert: qvault_attest::receipt::encode_cert(&public) };
-        log.append(None, |_| Ok((event, ())))?;
+        log.record(event)?;
         let mut tsk = Vec::new();
         cert.as_tsk().serialize(&mut tsk)?;
         fsutil::write_private(&self.dir.join(fpr.to_hex()).with_extension("tsk"), &tsk)?;
@@ -307,7 +300,13 @@ impl Keystore {
 
     /// Attaches a key held by the gpg-agent of `gnupghome`: stores its public
     /// certificate, after logging it as attached (not generated, not imported).
-    pub fn attach(&mut self, cert: Cert, gnupghome: &Path, card: bool, log: &Log) -> anyhow::Result<Fingerprint> {
+    pub fn attach(
+        &mut self,
+        cert: Cert,
+        gnupghome: &Path,
+        card: bool,
+        log: &dyn Recorder,
+    ) -> anyhow::Result<Fingerprint> {
         let cert = cert.strip_secret_key_material();
         let fpr = cert.fingerprint();
         anyhow::ensure!(
@@ -324,7 +323,7 @@ impl Keystore {
             cert: qvault_attest::receipt::encode_cert(&public),
             card,
         };
-        let (log_index, (), bytes) = log.append(None, |_| Ok((event, ())))?;
+        let (log_index, bytes) = log.record(event)?;
         let provenance = Provenance {
             origin: Origin::Attached,
             added: now_secs(),

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod clock;
 pub mod confirm;
 pub mod fsutil;
 pub mod gate;
@@ -18,6 +19,7 @@ pub mod keystore;
 pub mod lifecycle;
 pub mod log;
 pub mod policy;
+pub mod record;
 pub mod select;
 pub mod server;
 pub mod session;

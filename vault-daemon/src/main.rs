@@ -58,8 +58,13 @@ enum Opener {
 
 fn open_vault(home: &Home, opener: Opener) -> anyhow::Result<Vault> {
     home.config()?;
-    let wait = if opener == Opener::Daemon { Duration::ZERO } else { LOG_WAIT };
-    let log = log::Log::open(&home.log_dir(), wait)?;
+    let log = match opener {
+        Opener::Daemon => log::Log::open(&home.log_dir(), Duration::ZERO)?,
+        // One call per process: the writer lock only from reserve to commit.
+        Opener::Exec => log::Log::open_with(&home.log_dir(), log::Access::PerAppend, LOG_WAIT)?,
+        // Reads what the newest durable checkpoint covers, beside a running daemon.
+        Opener::Admin => log::Log::open_with(&home.log_dir(), log::Access::ReadOnly, Duration::ZERO)?,
+    };
     let (policy, gate) = match opener {
         Opener::Admin => (Policy { rules: Vec::new(), confirm: policy::default_confirm() }, Gate::in_memory()),
         Opener::Daemon => (load_policy(home, &log)?, Gate::in_memory()),
@@ -289,6 +294,11 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 let home = Home::resolve(home.home)?;
                 let vault = open_vault(&home, Opener::Admin)?;
                 print!("{}", vault.log.latest().1);
+            }
+            LogCmd::Recover { home } => {
+                let home = Home::resolve(home.home)?;
+                home.config()?;
+                println!("{}", log::Log::recover(&home.log_dir(), LOG_WAIT)?);
             }
         },
         Cmd::Rpc { home } => {

@@ -248,6 +248,26 @@ impl<W: Write> Write for OutputSink<'_, W> {
     }
 }
 
+/// Why a log operation failed, as the caller sees it: a stopped or damaged log
+/// is the vault being unavailable, not the request being wrong.
+fn log_refusal(e: anyhow::Error) -> Refusal {
+    if let Some(stopped) = e.downcast_ref::<crate::log::Stopped>() {
+        return Refusal::new(ErrorCode::Unavailable, stopped.to_string());
+    }
+    if let Some(d) = e.downcast_ref::<crate::log::Damage>() {
+        return Refusal::new(ErrorCode::Unavailable, format!("the vault's log needs its operator: {d}"));
+    }
+    Refusal::new(ErrorCode::Internal, format!("log: {e:#}"))
+}
+
+/// What policy decided for one signing call.
+struct Authorized<'k> {
+    key: keystore::SigningKey<'k>,
+    op: Operation,
+    rule: &'k crate::policy::Rule,
+    primary: String,
+}
+
 fn sign<R: Read, W: Write>(
     vault: &Vault,
     source: &QubeName,
@@ -255,6 +275,20 @@ fn sign<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
+    let auth = authorize(vault, source, req)?;
+    let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let plan = job.plan(&auth.key, auth.rule.client_hash);
+    writer.send(&ServerFrame::Ready(plan.clone()))?;
+    writer.flush().map_err(FrameError::from)?;
+    let received = receive(&mut job, &plan, auth.rule.max_data_bytes, reader)?;
+    let decision = confirm_call(vault, source, &auth, &job, received, req)?;
+    let made = sign_and_record(vault, source, auth, job, &plan, decision, req)?;
+    writer.send(&ServerFrame::Signed(made))?;
+    Ok(())
+}
+
+/// Selects the key and applies the policy (rule, deny, rate limit).
+fn authorize<'v>(vault: &'v Vault, source: &QubeName, req: &SignRequest) -> Result<Authorized<'v>, Refusal> {
     let key = vault.keystore.signing_key(req.key.as_deref()).map_err(Refusal::from)?;
     let op = match req.mode {
         SignMode::Detached => Operation::SignDetached,
@@ -270,7 +304,7 @@ fn sign<R: Read, W: Write>(
     };
     let rule = vault.policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
     if rule.confirm == Confirm::Deny {
-        return Err(denied().into());
+        return Err(denied());
     }
     if let Some(limit) = rule.rate_per_minute {
         let ok = vault
@@ -281,17 +315,22 @@ fn sign<R: Read, W: Write>(
             return Err(Refusal::new(
                 ErrorCode::Denied,
                 format!("rate limit: at most {limit} signatures per minute for qube {source}"),
-            )
-            .into());
+            ));
         }
     }
-    let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
-    let max = rule.max_data_bytes.unwrap_or(u64::MAX);
+    Ok(Authorized { key, op, rule, primary })
+}
+
+/// Reads the data (or the client's hash state) into the job, within the
+/// caller's size limit. Returns the number of bytes received.
+fn receive<R: Read>(
+    job: &mut SignJob,
+    plan: &qubes_rpc::SignPlan,
+    max: Option<u64>,
+    reader: &mut FrameReader<R>,
+) -> Result<u64, Failure> {
+    let max = max.unwrap_or(u64::MAX);
     let too_large = || Refusal::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {max} bytes"));
-    let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let plan = job.plan(&key, rule.client_hash);
-    writer.send(&ServerFrame::Ready(plan.clone()))?;
-    writer.flush().map_err(FrameError::from)?;
     let mut received = 0u64;
     loop {
         match reader.next::<ClientFrame<'_>>()? {
@@ -302,7 +341,7 @@ fn sign<R: Read, W: Write>(
                 }
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
-            Some(ClientFrame::End) => break,
+            Some(ClientFrame::End) => return Ok(received),
             // The client hashed the data itself: allowed only when the plan
             // said so, and only in place of the data.
             Some(ClientFrame::HashState(state)) if plan.client_hash && received == 0 => {
@@ -310,8 +349,7 @@ fn sign<R: Read, W: Write>(
                     return Err(too_large().into());
                 }
                 job.set_client_state(&state).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-                received = state.len;
-                break;
+                return Ok(state.len);
             }
             Some(ClientFrame::HashState(_)) => return Err(Refusal::new(
                 ErrorCode::BadRequest,
@@ -324,56 +362,81 @@ fn sign<R: Read, W: Write>(
             None => return Err(FrameError::Truncated.into()),
         }
     }
-    let decision = match rule.confirm {
-        Confirm::Allow => format!("allow (policy line {})", rule.line),
-        Confirm::Deny => return Err(denied().into()),
-        Confirm::Ask { auto_accept } => {
-            let state = |e: std::io::Error| Refusal::new(ErrorCode::Internal, format!("policy state: {e}"));
-            if vault.gate.auto_accepted(source.as_str(), &primary).map_err(state)? {
-                format!("ask: auto-accepted (policy line {})", rule.line)
-            } else {
-                let _pending = vault.gate.begin_question(source.as_str()).map_err(state)?.ok_or_else(|| {
-                    Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending"))
-                })?;
-                let digest = job.data_digest().map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-                let uid = key
-                    .stored
-                    .cert
-                    .userids()
-                    .next()
-                    .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
-                    .unwrap_or_default();
-                let q = Question {
-                    caller: source.as_str(),
-                    key: &primary,
-                    userid: &uid,
-                    operation: op.name(),
-                    size: received,
-                    digest: &hex::encode(digest),
-                    hash_algo: &hash_name,
-                    client_hashed: job.client_hashed(),
-                };
-                match confirm::ask(&vault.policy.confirm, &q) {
-                    Answer::Approved => {
-                        if let Some(w) = auto_accept {
-                            vault.gate.approve(source.as_str(), &primary, w).map_err(state)?;
-                        }
-                        format!("ask: approved (policy line {})", rule.line)
-                    }
-                    Answer::Denied => {
-                        return Err(Refusal::new(ErrorCode::Denied, "the request was denied in the vault").into())
-                    }
-                    Answer::TimedOut => {
-                        return Err(Refusal::new(ErrorCode::Denied, "the confirmation timed out in the vault").into())
-                    }
-                    Answer::Failed(e) => {
-                        tracing::warn!("confirmation command failed: {e}");
-                        return Err(Refusal::new(ErrorCode::Denied, "the vault could not ask for confirmation").into());
-                    }
-                }
-            }
-        }
+}
+
+/// Asks in the vault when the rule says so; returns the decision as logged.
+fn confirm_call(
+    vault: &Vault,
+    source: &QubeName,
+    auth: &Authorized<'_>,
+    job: &SignJob,
+    received: u64,
+    req: &SignRequest,
+) -> Result<String, Refusal> {
+    let rule = auth.rule;
+    let auto_accept = match rule.confirm {
+        Confirm::Allow => return Ok(format!("allow (policy line {})", rule.line)),
+        Confirm::Deny => return Err(Refusal::new(ErrorCode::Denied, "denied by the vault's policy")),
+        Confirm::Ask { auto_accept } => auto_accept,
     };
+    let state = |e: std::io::Error| Refusal::new(ErrorCode::Internal, format!("policy state: {e}"));
+    if vault.gate.auto_accepted(source.as_str(), &auth.primary).map_err(state)? {
+        return Ok(format!("ask: auto-accepted (policy line {})", rule.line));
+    }
+    let _pending = vault.gate.begin_question(source.as_str()).map_err(state)?.ok_or_else(|| {
+        Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending"))
+    })?;
+    let digest = job.data_digest().map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    let uid = auth
+        .key
+        .stored
+        .cert
+        .userids()
+        .next()
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .unwrap_or_default();
+    let q = Question {
+        caller: source.as_str(),
+        key: &auth.primary,
+        userid: &uid,
+        operation: auth.op.name(),
+        size: received,
+        digest: &hex::encode(digest),
+        hash_algo: &hash_name(req),
+        client_hashed: job.client_hashed(),
+    };
+    match confirm::ask(&vault.policy.confirm, &q) {
+        Answer::Approved => {
+            if let Some(w) = auto_accept {
+                vault.gate.approve(source.as_str(), &auth.primary, w).map_err(state)?;
+            }
+            Ok(format!("ask: approved (policy line {})", rule.line))
+        }
+        Answer::Denied => Err(Refusal::new(ErrorCode::Denied, "the request was denied in the vault")),
+        Answer::TimedOut => Err(Refusal::new(ErrorCode::Denied, "the confirmation timed out in the vault")),
+        Answer::Failed(e) => {
+            tracing::warn!("confirmation command failed: {e}");
+            Err(Refusal::new(ErrorCode::Denied, "the vault could not ask for confirmation"))
+        }
+    }
+}
+
+fn hash_name(req: &SignRequest) -> String {
+    format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)))
+}
+
+/// Reserves the signature's log index (it goes into the signature), signs
+/// outside the log's locks, commits the entry, and builds the answer. Nothing
+/// is returned before the entry is durable.
+fn sign_and_record(
+    vault: &Vault,
+    source: &QubeName,
+    auth: Authorized<'_>,
+    job: SignJob,
+    plan: &qubes_rpc::SignPlan,
+    decision: String,
+    req: &SignRequest,
+) -> Result<SignResult, Refusal> {
     let created = SystemTime::now();
     let mode = match req.mode {
         SignMode::Detached => "detached",
@@ -381,53 +444,52 @@ fn sign<R: Read, W: Write>(
         SignMode::Inline => "inline",
     };
     let sig_type = if plan.sig_class == 1 { "text" } else { "binary" };
-    let origin = vault.log.origin().to_owned();
-    // The entry's index goes into the signature, and the signature's digest into
-    // the entry: both are made under the log's append lock, then made durable,
-    // and only then is the signature sent.
-    let (index, (finished, signature), entry_bytes) = vault
-        .log
-        .append(Some(source.to_string()), |index| {
-            let notation = Notation { name: NOTATION.into(), value: format!("{origin} {index}") };
-            let finished = job.finish(&key, created, &[notation])?;
-            let mut signature = Vec::new();
-            openpgp::Packet::from(finished.signature.clone()).serialize(&mut signature)?;
-            let event = Event::Signature {
-                key: plan.signer_fpr.clone(),
-                primary: plan.primary_fpr.clone(),
-                sig_type: sig_type.into(),
-                mode: mode.into(),
-                hash_algo: hash_name.clone(),
-                data_digest: hex::encode(&finished.data_digest),
-                data_len: finished.data_len,
-                sig_digest: hex::encode(Sha256::digest(&signature)),
-                decision: decision.clone(),
-                hashed_by: finished.client_hashed.then(|| "client".to_owned()),
-            };
-            Ok((event, (finished, signature)))
-        })
-        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("signing failed: {e:#}")))?;
-    let key_entry = Some((key.stored.provenance.log_index, key.stored.provenance.log_entry.clone().into_bytes()));
-    let receipt = vault
-        .log
-        .receipt(index, entry_bytes, key_entry, req.known_log_size)
-        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("log: {e}")))?;
+    let reservation = vault.log.reserve(Some(source.as_str())).map_err(log_refusal)?;
+    let index = reservation.index();
+    let notation = Notation { name: NOTATION.into(), value: format!("{} {index}", vault.log.origin()) };
+    let signed = job.finish(&auth.key, created, &[notation]).and_then(|finished| {
+        let mut signature = Vec::new();
+        openpgp::Packet::from(finished.signature.clone()).serialize(&mut signature)?;
+        Ok((finished, signature))
+    });
+    let (finished, signature) = match signed {
+        Ok(s) => s,
+        Err(e) => {
+            reservation.abandon("the signer failed");
+            return Err(Refusal::new(ErrorCode::Internal, format!("signing failed: {e:#}")));
+        }
+    };
+    let event = Event::Signature {
+        key: plan.signer_fpr.clone(),
+        primary: plan.primary_fpr.clone(),
+        sig_type: sig_type.into(),
+        mode: mode.into(),
+        hash_algo: hash_name(req),
+        data_digest: hex::encode(&finished.data_digest),
+        data_len: finished.data_len,
+        sig_digest: hex::encode(Sha256::digest(&signature)),
+        decision,
+        hashed_by: finished.client_hashed.then(|| "client".to_owned()),
+    };
+    let (index, entry_bytes) = vault.log.commit(reservation, event).map_err(log_refusal)?;
+    let provenance = &auth.key.stored.provenance;
+    let key_entry = Some((provenance.log_index, provenance.log_entry.clone().into_bytes()));
+    let receipt = vault.log.receipt(index, entry_bytes, key_entry, req.known_log_size).map_err(log_refusal)?;
     tracing::info!(source = %source, key = %plan.signer_fpr, bytes = finished.data_len, index, "signature made");
     let created = finished
         .signature
         .signature_creation_time()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs() as i64);
-    writer.send(&ServerFrame::Signed(SignResult {
+    Ok(SignResult {
         signature,
         sig_class: plan.sig_class,
         pk_algo: plan.pk_algo,
         hash_algo: plan.hash_algo,
         created,
-        signer_fpr: plan.signer_fpr,
-        primary_fpr: plan.primary_fpr,
+        signer_fpr: plan.signer_fpr.clone(),
+        primary_fpr: plan.primary_fpr.clone(),
         receipt: receipt.encode(),
         log_key: vault.log.verifier().encode(),
-    }))?;
-    Ok(())
+    })
 }

@@ -302,6 +302,7 @@ fn describe(e: &Entry) -> String {
             format!("daemon {version} started, interfaces: {}", interfaces.join(","))
         }
         PolicyChanged { policy_digest } => format!("policy changed ({}...)", &policy_digest[..16]),
+        Void { reason } => format!("position void, no signature made: {reason}"),
     };
     let src = e.source.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
     format!("{:>8}  {}  {what}{src}", e.index, when(e.time))
