@@ -51,6 +51,9 @@ pub fn generate(
         .add_signing_subkey()
         .set_validity_period(expiry)
         .generate()?;
+    // Sequoia marks subpackets critical that rpm 4.18 refuses (criticality.rs).
+    let cert = crate::criticality::relax(cert)?;
+    let rev = crate::criticality::relax_key_revocation(&cert, rev)?;
     Ok((cert, rev))
 }
 

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod confirm;
+pub mod criticality;
 pub mod fsutil;
 pub mod gate;
 pub mod harden;

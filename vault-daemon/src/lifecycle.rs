@@ -43,7 +43,7 @@ pub fn set_expiry(cert: &Cert, validity: Option<Duration>) -> anyhow::Result<Cer
             .into_keypair()?;
         sigs.extend(ka.set_expiration_time(&mut signer, Some(&mut sub), expiration)?);
     }
-    Ok(cert.clone().insert_packets(sigs)?.0)
+    crate::criticality::relax(cert.clone().insert_packets(sigs)?.0)
 }
 
 pub use crate::cli::Reason;
@@ -62,6 +62,7 @@ pub fn revoke(cert: &Cert, reason: Reason, message: &str) -> anyhow::Result<Cert
         cert,
         None,
     )?;
+    let sig = crate::criticality::relax_key_revocation(cert, sig)?;
     Ok(cert.clone().insert_packets(sig)?.0)
 }
 
@@ -85,5 +86,11 @@ mod tests {
         let c3 = revoke(&c2, Reason::Retired, "done").unwrap();
         assert!(matches!(c3.with_policy(&p, None).unwrap().revocation_status(), RevocationStatus::Revoked(_)));
         assert!(c3.is_tsk());
+        // rpm 4.18 refuses critical subpackets it does not implement (criticality.rs).
+        for p in c3.into_packets() {
+            if let openpgp::Packet::Signature(s) = p {
+                assert!(!crate::criticality::needs_relaxing(&s), "{:?} has a critical subpacket", s.typ());
+            }
+        }
     }
 }

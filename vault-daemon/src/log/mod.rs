@@ -1077,7 +1077,7 @@ mod tests {
         assert_eq!(d.index(), 4);
         drop(d);
         assert_eq!(log.reserve(None).unwrap().index(), 4);
-        let text = String::from_utf8(export(&log)).unwrap();
+        let text = String::from_utf8(export(log)).unwrap();
         let kinds: Vec<&str> =
             text.lines().filter(|l| l.starts_with("entry ")).map(|l| l.split("\"kind\":\"").nth(1).unwrap()).collect();
         assert_eq!(kinds.len(), 4, "{text}");
