@@ -20,6 +20,8 @@ use openpgp::types::SignatureType;
 use openpgp::Cert;
 use sequoia_openpgp as openpgp;
 
+use crate::keystore::primary_signer;
+
 /// True when a subpacket of `sig`'s hashed area other than the creation time
 /// is critical.
 pub fn needs_relaxing(sig: &Signature) -> bool {
@@ -96,16 +98,6 @@ pub fn relax(cert: Cert) -> anyhow::Result<Cert> {
         other => other,
     });
     Cert::from_packets(packets.collect::<Vec<_>>().into_iter())
-}
-
-fn primary_signer(cert: &Cert) -> anyhow::Result<openpgp::crypto::KeyPair> {
-    cert.primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .map_err(|_| anyhow::anyhow!("the vault holds no secret for the primary key (certification key)"))?
-        .into_keypair()
-        .map_err(|_| anyhow::anyhow!("the primary key's secret is protected by a passphrase"))
 }
 
 #[cfg(test)]

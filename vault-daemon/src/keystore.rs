@@ -118,6 +118,18 @@ pub struct Keystore {
     keys: Vec<StoredKey>,
 }
 
+/// A signer for the certificate's primary key (certifications, bindings,
+/// revocations).
+pub fn primary_signer(cert: &Cert) -> anyhow::Result<openpgp::crypto::KeyPair> {
+    cert.primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .map_err(|_| anyhow::anyhow!("the vault holds no secret for the primary key (certification key)"))?
+        .into_keypair()
+        .map_err(|_| anyhow::anyhow!("the primary key's secret is protected by a passphrase"))
+}
+
 pub fn policy() -> StandardPolicy<'static> {
     StandardPolicy::new()
 }

@@ -9,17 +9,7 @@ use openpgp::types::ReasonForRevocation;
 use openpgp::Cert;
 use sequoia_openpgp as openpgp;
 
-use crate::keystore::policy;
-
-fn primary_signer(cert: &Cert) -> anyhow::Result<openpgp::crypto::KeyPair> {
-    cert.primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .map_err(|_| anyhow::anyhow!("the vault holds no secret for the primary key (certification key)"))?
-        .into_keypair()
-        .map_err(|_| anyhow::anyhow!("the primary key's secret is protected by a passphrase"))
-}
+use crate::keystore::{policy, primary_signer};
 
 /// Sets the expiry of the primary key and every signing subkey to `now + validity`
 /// (or no expiry).

@@ -415,11 +415,7 @@ impl Log {
             }
             .into());
         }
-        let mut c = lock(&self.committed);
-        set_committed(&mut c, head.clone());
-        drop(c);
-        *lock(&self.order) = Order { reserved: size, written: size };
-        *lock(&self.state) = Some(State { entries: Arc::new(entries), bytes: head.bytes, frontier, levels });
+        self.install(head.clone(), State { entries: Arc::new(entries), bytes: head.bytes, frontier, levels });
         Ok(())
     }
 
@@ -480,12 +476,17 @@ impl Log {
         }
         levels.truncate_to(size)?;
         levels.sync()?;
-        let mut c = lock(&self.committed);
-        set_committed(&mut c, head.clone());
-        drop(c);
-        *lock(&self.order) = Order { reserved: size, written: size };
-        *lock(&self.state) = Some(State { entries: Arc::new(entries), bytes: head.bytes, frontier, levels });
+        self.install(head.clone(), State { entries: Arc::new(entries), bytes: head.bytes, frontier, levels });
         Ok(())
+    }
+
+    /// Makes `head` the newest durable checkpoint and `state` (which holds
+    /// exactly what it covers) the state appends continue from.
+    fn install(&self, head: Head, state: State) {
+        let size = head.checkpoint.size;
+        set_committed(&mut lock(&self.committed), head);
+        *lock(&self.order) = Order { reserved: size, written: size };
+        *lock(&self.state) = Some(state);
     }
 
     pub fn origin(&self) -> &str {
