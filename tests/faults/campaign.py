@@ -56,7 +56,8 @@ class Campaign:
         self.failures = []
         self.vaults = []
         self.export_live = True
-        self.rng = random.Random(int(os.environ.get("QVAULT_FAULTS_SEED", "0")) or None)
+        self.seed = int(os.environ.get("QVAULT_FAULTS_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 31)
+        self.rng = random.Random(self.seed)
 
     def bin(self, name):
         return os.path.join(self.bin_dir, name)
@@ -619,6 +620,9 @@ def main():
             raise SystemExit("%s missing in %s" % (b, a.bin_dir))
     work = tempfile.mkdtemp(prefix="qvault-faults.")
     c = Campaign(os.path.abspath(a.bin_dir), work, a.quick, a.verbose)
+    # A stopped campaign still unmounts what it mounted (the stages' finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    c.say("seed %d (QVAULT_FAULTS_SEED=%d repeats the choices, not the timing)" % (c.seed, c.seed))
     start = time.monotonic()
     try:
         for name in a.only or list(STAGES):
