@@ -287,9 +287,9 @@ fn sign<R: Read, W: Write>(
     }
     let hash_name = format!("{}", sign::hash_algorithm(req.digest.unwrap_or(sign::DEFAULT_HASH)));
     let max = rule.max_data_bytes.unwrap_or(u64::MAX);
-    let too_large = || Refusal::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {max} bytes"));
+    let too_large = || Refusal(RpcError::too_large(max));
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let plan = job.plan(&key, rule.client_hash);
+    let plan = job.plan(&key, rule.client_hash, rule.max_data_bytes);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     let mut received = 0u64;
