@@ -13,13 +13,13 @@ use openpgp::serialize::Marshal as _;
 use openpgp::{Cert, KeyHandle, Packet};
 use sequoia_openpgp as openpgp;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::bundle::{self, Record};
-use crate::entry::{Entry, Event, NOTATION};
+use crate::entry::{Entry, Event};
 use crate::merkle::{leaf_hash, Hash, MemTree, Subtrees as _};
 use crate::note::{Checkpoint, Verifier};
-use crate::receipt::{decode_cert, Receipt};
+pub use crate::receipt::sig_digest;
+use crate::receipt::{check_signature_entry, check_signature_receipt, decode_cert, signature_position, Receipt};
 
 /// Stop collecting problems after this many; the verdict is already "failed".
 const MAX_PROBLEMS: usize = 50;
@@ -235,19 +235,10 @@ fn account(rep: &mut LogReport, e: &Entry, key: &Verifier) {
     }
 }
 
-/// The log position a signature claims: `(origin, index)` from its notation.
+/// The log position a signature claims: `(origin, index)` from its notation,
+/// read as strictly as [`signature_position`] does.
 pub fn log_position(sig: &Signature) -> Option<(String, u64)> {
-    sig.notation(NOTATION).find_map(|v| {
-        let s = std::str::from_utf8(v).ok()?;
-        let (origin, index) = s.rsplit_once(' ')?;
-        Some((origin.to_owned(), index.parse().ok()?))
-    })
-}
-
-pub fn sig_digest(sig: &Signature) -> String {
-    let mut bytes = Vec::new();
-    let _ = Packet::from(sig.clone()).serialize(&mut bytes);
-    hex::encode(Sha256::digest(&bytes))
+    signature_position(sig).ok()
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -310,6 +301,34 @@ impl VerificationHelper for OneCert {
     }
 }
 
+/// The signature's entry and its key's entry, read from a verified whole log
+/// (strictly, each at its own index) and checked with [`check_signature_entry`].
+fn entry_in_log(log: &LogReport, sig: &Signature, key: &Verifier) -> Result<(Entry, Option<Entry>), String> {
+    if !log.ok {
+        return Err("the log does not verify (run verify-log for details)".into());
+    }
+    let (_, index) = signature_position(sig).map_err(|e| e.to_string())?;
+    let bytes = log.entry_bytes.get(index as usize).ok_or_else(|| format!("the log has no entry {index}"))?;
+    let entry = Entry::parse(bytes, index).map_err(|e| format!("entry {index}: {e}"))?;
+    let key_entry = match &entry.event {
+        Event::Signature { primary, .. } => {
+            match log.keys.iter().find(|k| k.fingerprint == *primary && k.index < index) {
+                Some(k) => {
+                    let b = log
+                        .entry_bytes
+                        .get(k.index as usize)
+                        .ok_or_else(|| format!("the log has no entry {}", k.index))?;
+                    Some(Entry::parse(b, k.index).map_err(|e| format!("entry {}: {e}", k.index))?)
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    check_signature_entry(sig, &entry, key_entry.as_ref(), key).map_err(|e| format!("log: {e}"))?;
+    Ok((entry, key_entry))
+}
+
 /// Verifies a detached signature over `data` and its log entry.
 pub fn verify_signature(
     data: &mut (dyn std::io::Read + Send + Sync),
@@ -327,84 +346,49 @@ pub fn verify_signature(
         .signature_creation_time()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs() as i64);
-    let Some((origin, index)) = log_position(sig) else {
-        rep.problems.push(format!("the signature carries no {NOTATION} notation: it was not made by a qvault vault"));
-        return rep;
-    };
-    rep.log_index = Some(index);
-    if origin != key.name {
-        rep.problems.push(format!("the signature names log {origin:?}, not {:?}", key.name));
-        return rep;
-    }
-    let (entry, key_entry) = match evidence {
-        Evidence::Receipt(bytes) => match Receipt::parse(bytes).and_then(|r| {
-            let v = r.verify(key)?;
-            Ok((r, v))
-        }) {
-            Ok((_, v)) => {
+    // Every check that ties the entry to this signature is the shared one
+    // (`check_signature_receipt`, or `check_signature_entry` for a whole log),
+    // the same the client runs; this function only reports, and then verifies
+    // the signature over the data with the key the log names.
+    let checked = match evidence {
+        Evidence::Receipt(bytes) => Receipt::parse(bytes)
+            .and_then(|r| check_signature_receipt(&r, sig, key))
+            .map(|v| {
                 rep.checkpoint_size = Some(v.checkpoint.size);
                 (v.entry, v.key_entry)
-            }
-            Err(e) => {
-                rep.problems.push(format!("receipt: {e}"));
-                return rep;
-            }
-        },
+            })
+            .map_err(|e| format!("receipt: {e}")),
         Evidence::Log(log) => {
-            if !log.ok {
-                rep.problems.push("the log does not verify (run verify-log for details)".into());
-                return rep;
-            }
-            rep.checkpoint_size = log.latest_checkpoint_size;
-            let Some(bytes) = log.entry_bytes.get(index as usize) else {
-                rep.problems.push(format!("the log has no entry {index}"));
-                return rep;
-            };
-            let entry = match Entry::parse(bytes, index) {
-                Ok(e) => e,
-                Err(e) => {
-                    rep.problems.push(format!("entry {index}: {e}"));
-                    return rep;
-                }
-            };
-            let primary = match &entry.event {
-                Event::Signature { primary, .. } => primary.clone(),
-                _ => String::new(),
-            };
-            let key_entry = log
-                .keys
-                .iter()
-                .find(|k| k.fingerprint == primary && k.index < index)
-                .and_then(|k| log.entry_bytes.get(k.index as usize))
-                .and_then(|b| Entry::parse(b, 0).ok().or_else(|| serde_json::from_slice(b).ok()));
-            (entry, key_entry)
+            entry_in_log(&log, sig, key).inspect(|_| rep.checkpoint_size = log.latest_checkpoint_size)
         }
     };
-    let Event::Signature { key: signer, primary, sig_digest: logged_digest, hashed_by, .. } = &entry.event else {
-        rep.problems.push(format!("log entry {index} is a {} entry, not a signature", entry.kind()));
+    let (entry, key_entry) = match checked {
+        Ok(found) => found,
+        Err(problem) => {
+            rep.log_index = log_position(sig).map(|(_, i)| i);
+            rep.problems.push(problem);
+            return rep;
+        }
+    };
+    rep.log_index = Some(entry.index);
+    let Event::Signature { key: signer, primary, hashed_by, .. } = &entry.event else {
+        // check_signature_entry refused any other kind.
+        rep.problems.push(format!("log entry {} is not a signature", entry.index));
         return rep;
     };
     rep.signer = Some(signer.clone());
     rep.primary = Some(primary.clone());
     rep.caller = entry.source.clone();
     rep.hashed_by = Some(hashed_by.clone().unwrap_or_else(|| "vault".into()));
-    if *logged_digest != sig_digest(sig) {
-        rep.problems.push(format!("the signature is not the one logged at entry {index} (digest differs)"));
-    } else {
-        rep.logged = true;
-    }
+    rep.logged = true;
     let Some(ke) = key_entry else {
         rep.problems.push(format!("no log entry says where key {primary} came from"));
         return rep;
     };
-    let Some((fpr, how, cert_b64)) = ke.key_fact() else {
+    let Some((_, how, cert_b64)) = ke.key_fact() else {
         rep.problems.push("the key entry is not a key event".into());
         return rep;
     };
-    if fpr != primary {
-        rep.problems.push("the key entry is for another key".into());
-        return rep;
-    }
     rep.key_origin = Some(how.to_owned());
     rep.key_time = Some(ke.time);
     rep.key_index = Some(ke.index);

@@ -5,6 +5,14 @@
 //!
 //! Low level (this module): words to options. High level: [`Invocation`] holds
 //! validated values. Anything not in the tables is refused by name.
+//!
+//! Words are OS strings, as gpg takes them: file names (operands, `-o`,
+//! `--receipt-out`) and key selectors (`-u`, `--default-key`) keep their bytes
+//! whether or not they are UTF-8; option names and the values that are parsed
+//! (`--status-fd`, `--digest-algo`, ...) must be UTF-8.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
 use crate::refused::{Reason, REFUSED, REFUSED_SHORT};
 
@@ -179,9 +187,9 @@ pub struct Invocation {
     pub command: Option<Command>,
     pub armor: bool,
     pub text: bool,
-    pub local_users: Vec<String>,
-    pub default_key: Option<String>,
-    pub output: Option<String>,
+    pub local_users: Vec<OsString>,
+    pub default_key: Option<OsString>,
+    pub output: Option<OsString>,
     pub yes: bool,
     pub status_fd: Option<i32>,
     pub digest: Option<qubes_rpc::HashAlgo>,
@@ -191,8 +199,8 @@ pub struct Invocation {
     pub with_keygrip: bool,
     pub quiet: bool,
     pub verbose: u8,
-    pub receipt_out: Option<String>,
-    pub operands: Vec<String>,
+    pub receipt_out: Option<OsString>,
+    pub operands: Vec<OsString>,
     /// `--fingerprint` given as the command.
     fingerprint_cmd: bool,
 }
@@ -236,20 +244,27 @@ fn lookup_short(c: char) -> Result<&'static Spec, ArgError> {
     Err(ArgError::Invalid(format!("-{c}")))
 }
 
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, ArgError> {
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, ArgError> {
     let mut inv = Invocation::default();
     let mut commands = Vec::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
-        if arg == "--" {
+        let bytes = arg.as_bytes();
+        if bytes == b"--" {
             inv.operands.extend(it.by_ref());
             break;
         }
-        if let Some(long) = arg.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
+        if let Some(long) = bytes.strip_prefix(b"--") {
+            let (name, inline) = match long.iter().position(|&b| b == b'=') {
+                Some(at) => (&long[..at], Some(OsStr::from_bytes(&long[at + 1..]).to_owned())),
                 None => (long, None),
             };
+            // Option names are ASCII: a name that is not UTF-8 is no option.
+            let name = std::str::from_utf8(name).map_err(|_| ArgError::Invalid(format!("--{}", lossy(name))))?;
             let spec = match lookup_long(name)? {
                 Ok(s) => s,
                 Err((refused, _, reason)) => return Err(ArgError::Refused { name: refused.to_owned(), reason }),
@@ -261,18 +276,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, ArgE
                 (false, None) => None,
             };
             apply(&mut inv, &mut commands, spec, value)?;
-        } else if arg.len() > 1 && arg.starts_with('-') {
-            let chars: Vec<char> = arg[1..].chars().collect();
-            let mut i = 0;
-            while i < chars.len() {
-                let spec = lookup_short(chars[i])?;
+        } else if bytes.len() > 1 && bytes[0] == b'-' {
+            let mut i = 1;
+            while i < bytes.len() {
+                if !bytes[i].is_ascii() {
+                    return Err(ArgError::Invalid(format!("-{}", lossy(&bytes[i..]))));
+                }
+                let spec = lookup_short(char::from(bytes[i]))?;
                 let value = if spec.value {
-                    let rest: String = chars[i + 1..].iter().collect();
-                    i = chars.len();
+                    let rest = &bytes[i + 1..];
+                    i = bytes.len();
                     Some(if rest.is_empty() {
                         it.next().ok_or_else(|| ArgError::MissingValue(format!("-{}", spec.short.unwrap_or('?'))))?
                     } else {
-                        rest
+                        OsString::from_vec(rest.to_vec())
                     })
                 } else {
                     i += 1;
@@ -306,19 +323,28 @@ fn resolve_commands(cmds: &[Command], fingerprint: bool) -> Result<Option<Comman
     }
 }
 
-fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Option<String>) -> Result<(), ArgError> {
-    let v = value.unwrap_or_default();
+fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Option<OsString>) -> Result<(), ArgError> {
+    let raw = value.unwrap_or_default();
+    // The value as text, for the options whose values are parsed.
+    let text = || {
+        raw.to_str().map(str::to_owned).ok_or_else(|| ArgError::BadValue {
+            name: spec.long,
+            value: raw.to_string_lossy().into_owned(),
+            why: "not valid UTF-8",
+        })
+    };
     match spec.act {
         Act::Cmd(c) => cmds.push(c),
         Act::Armor => inv.armor = true,
         Act::NoArmor => inv.armor = false,
         Act::Text => inv.text = true,
         Act::NoText => inv.text = false,
-        Act::LocalUser => inv.local_users.push(v),
-        Act::DefaultKey => inv.default_key = Some(v),
-        Act::Output => inv.output = Some(v),
+        Act::LocalUser => inv.local_users.push(raw),
+        Act::DefaultKey => inv.default_key = Some(raw),
+        Act::Output => inv.output = Some(raw),
         Act::Yes => inv.yes = true,
         Act::StatusFd => {
+            let v = text()?;
             let fd: i32 = v.parse().map_err(|_| ArgError::BadValue {
                 name: "status-fd",
                 value: v.clone(),
@@ -330,6 +356,7 @@ fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Opti
             inv.status_fd = Some(fd);
         }
         Act::DigestAlgo => {
+            let v = text()?;
             inv.digest = Some(qubes_rpc::HashAlgo::from_gpg_name(&v).ok_or(ArgError::BadValue {
                 name: "digest-algo",
                 value: v,
@@ -339,10 +366,11 @@ fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Opti
         Act::PersonalDigest => {
             // The first listed algorithm we can use becomes the signing digest.
             if inv.digest.is_none() {
-                inv.digest = v.split([' ', ',']).find_map(qubes_rpc::HashAlgo::from_gpg_name);
+                inv.digest = text()?.split([' ', ',']).find_map(qubes_rpc::HashAlgo::from_gpg_name);
             }
         }
         Act::KeyidFormat => {
+            let v = text()?;
             inv.keyid_format = match v.to_ascii_lowercase().as_str() {
                 "none" => KeyidFormat::None,
                 "short" => KeyidFormat::Short,
@@ -368,7 +396,7 @@ fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Opti
         Act::WithKeygrip => inv.with_keygrip = true,
         Act::Quiet => inv.quiet = true,
         Act::Verbose => inv.verbose = inv.verbose.saturating_add(1),
-        Act::ReceiptOut => inv.receipt_out = Some(v),
+        Act::ReceiptOut => inv.receipt_out = Some(raw),
         Act::Ignore | Act::IgnoreValue => {}
     }
     Ok(())
@@ -379,7 +407,11 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Invocation, ArgError> {
-        parse(args.iter().map(|s| s.to_string()))
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn raw(args: &[&[u8]]) -> Result<Invocation, ArgError> {
+        parse(args.iter().map(|a| OsString::from_vec(a.to_vec())))
     }
 
     #[test]
@@ -403,7 +435,7 @@ mod tests {
     fn values_inline_separate_and_bundled() {
         let inv = p(&["-uKEY", "--output", "out", "--digest-algo=sha512", "-s"]).unwrap();
         assert_eq!(inv.local_users, vec!["KEY"]);
-        assert_eq!(inv.output.as_deref(), Some("out"));
+        assert_eq!(inv.output, Some("out".into()));
         assert_eq!(inv.digest, Some(qubes_rpc::HashAlgo::Sha512));
         assert_eq!(inv.command, Some(Command::Sign));
     }
@@ -451,10 +483,30 @@ mod tests {
         assert_eq!(inv.fingerprint, 1);
     }
 
+    #[test]
+    fn file_names_and_selectors_keep_bytes_that_are_not_utf8() {
+        let inv = raw(&[b"-bsau\xff", b"-o", b"out\xfe.sig", b"--receipt-out=r\xff", b"in\xff"]).unwrap();
+        assert_eq!(inv.local_users, vec![OsString::from_vec(b"\xff".to_vec())]);
+        assert_eq!(inv.output, Some(OsString::from_vec(b"out\xfe.sig".to_vec())));
+        assert_eq!(inv.receipt_out, Some(OsString::from_vec(b"r\xff".to_vec())));
+        assert_eq!(inv.operands, vec![OsString::from_vec(b"in\xff".to_vec())]);
+        let inv = raw(&[b"--local-user", b"\xff\xfe", b"--default-key=\x80", b"-s"]).unwrap();
+        assert_eq!(inv.local_users, vec![OsString::from_vec(b"\xff\xfe".to_vec())]);
+        assert_eq!(inv.default_key, Some(OsString::from_vec(b"\x80".to_vec())));
+    }
+
+    #[test]
+    fn parsed_values_and_option_names_must_be_utf8() {
+        assert!(matches!(raw(&[b"--status-fd=\xff"]), Err(ArgError::BadValue { name: "status-fd", .. })));
+        assert!(matches!(raw(&[b"--digest-algo", b"SHA\xff"]), Err(ArgError::BadValue { .. })));
+        assert_eq!(raw(&[b"--arm\xff"]).unwrap_err(), ArgError::Invalid("--arm\u{fffd}".into()));
+        assert_eq!(raw(&[b"-a\xff"]).unwrap_err(), ArgError::Invalid("-\u{fffd}".into()));
+    }
+
     proptest::proptest! {
         #[test]
-        fn never_panics(args in proptest::collection::vec(".{0,12}", 0..8)) {
-            let _ = parse(args);
+        fn never_panics(args in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..12), 0..8)) {
+            let _ = parse(args.into_iter().map(OsString::from_vec));
         }
     }
 }

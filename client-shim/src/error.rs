@@ -1,4 +1,5 @@
-//! qvault-gpg's errors; `main` turns each into a `gpg: ...` message and gpg's exit code.
+//! qvault-gpg's errors and verdicts; `main` (its `exit_code`, the one place)
+//! turns each into a `gpg: ...` message and gpg's exit code.
 
 use qubes_rpc::RpcError;
 
@@ -31,4 +32,16 @@ impl ShimError {
         let what = what.into();
         move |e| ShimError::Io(what, e)
     }
+}
+
+/// How a command that ran to its end came out, in gpg's terms. Ordered: a run
+/// over several signatures ends with the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Everything succeeded (gpg's exit 0).
+    Good,
+    /// A signature is bad, or its key expired or was revoked (gpg's exit 1).
+    Bad,
+    /// A failure already reported in gpg's words, e.g. a missing key (exit 2).
+    Failed,
 }

@@ -8,6 +8,7 @@
 //! codes (0 success, 1 bad signature, 2 error).
 #![forbid(unsafe_code)]
 
+use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
@@ -16,52 +17,53 @@ use sequoia_openpgp as openpgp;
 
 use qvault_gpg::args::{self, Command, Invocation};
 use qvault_gpg::colons::{self, Trust};
-use qvault_gpg::error::ShimError;
+use qvault_gpg::error::{ShimError, Verdict};
 use qvault_gpg::status::{self, StatusOut};
 use qvault_gpg::{keyring, output, sign, vault, verify};
 
 fn main() -> ExitCode {
-    let inv = match args::parse(std::env::args().skip(1)) {
-        Ok(inv) => inv,
-        Err(e) => {
-            eprintln!("gpg: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut status = match StatusOut::open(inv.status_fd) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("gpg: can't open status fd: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&inv, &mut status) {
-        Ok(code) => ExitCode::from(code),
+    // OS strings: file names and key selectors need not be UTF-8.
+    let inv = args::parse(std::env::args_os().skip(1));
+    let command = inv.as_ref().ok().and_then(|i| i.command);
+    let result = inv.map_err(ShimError::from).and_then(|inv| {
+        let mut status = StatusOut::open(inv.status_fd).map_err(ShimError::io("can't open status fd"))?;
+        run(&inv, &mut status)
+    });
+    ExitCode::from(exit_code(result, command))
+}
+
+/// The one place where a verdict or an error becomes gpg's exit code (0
+/// success, 1 a bad signature, 2 anything else) and an error its message.
+fn exit_code(result: Result<Verdict, ShimError>, command: Option<Command>) -> u8 {
+    match result {
+        Ok(Verdict::Good) => 0,
+        Ok(Verdict::Bad) => 1,
+        Ok(Verdict::Failed) => 2,
         Err(e) => {
             match &e {
                 ShimError::Vault(..) | ShimError::Unreachable(..) | ShimError::Protocol(..)
-                    if matches!(inv.command, Some(Command::Sign | Command::DetachSign | Command::ClearSign)) =>
+                    if matches!(command, Some(Command::Sign | Command::DetachSign | Command::ClearSign)) =>
                 {
                     eprintln!("gpg: signing failed: {e}");
                 }
                 _ => eprintln!("gpg: {e}"),
             }
-            ExitCode::from(2)
+            2
         }
     }
 }
 
-fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
+fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let Some(cmd) = inv.command else {
         return Err(ShimError::Usage(
             "no command given (qvault-gpg implements -s, -b, --clearsign, --verify, -k, -K, --export, --import)".into(),
         ));
     };
     match cmd {
-        Command::Sign => sign::sign(inv, SignMode::Inline, status).map(|()| 0),
-        Command::DetachSign => sign::sign(inv, SignMode::Detached, status).map(|()| 0),
-        Command::ClearSign => sign::sign(inv, SignMode::Cleartext, status).map(|()| 0),
-        Command::Verify => verify::verify(inv, status).map(|c| c as u8),
+        Command::Sign => sign::sign(inv, SignMode::Inline, status).map(|()| Verdict::Good),
+        Command::DetachSign => sign::sign(inv, SignMode::Detached, status).map(|()| Verdict::Good),
+        Command::ClearSign => sign::sign(inv, SignMode::Cleartext, status).map(|()| Verdict::Good),
+        Command::Verify => verify::verify(inv, status),
         Command::ListKeys | Command::Fingerprint => list(inv, false),
         Command::ListSecretKeys => list(inv, true),
         Command::Export => export(inv),
@@ -76,24 +78,31 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
                 env!("CARGO_PKG_VERSION"),
                 keyring::data_dir().display()
             );
-            Ok(0)
+            Ok(Verdict::Good)
         }
         Command::Help => {
             println!("Usage: qvault-gpg [options] [files]\nSign in a Qubes vault; verify locally.\n");
             println!("Commands: -s, -b/--detach-sign, --clearsign, --verify, -k/--list-keys, -K/--list-secret-keys, --export, --import, --version");
             println!("Options: -a, -t, -u KEY, --default-key KEY, -o FILE, --yes, --status-fd N, --digest-algo ALGO, --keyid-format F, --with-colons, --receipt-out FILE");
             println!("The vault qube: QUBES_GPG_DOMAIN, or vault = \"NAME\" in ~/.config/qvault/client.toml or /etc/qvault/client.toml");
-            Ok(0)
+            Ok(Verdict::Good)
         }
     }
 }
 
-fn list(inv: &Invocation, secret: bool) -> Result<u8, ShimError> {
+/// Key selectors for the vault. User IDs and fingerprints are UTF-8, so a
+/// selector that is not matches nothing; its bytes are replaced, not dropped
+/// (dropping it could turn `-k <selector>` into a listing of every key).
+fn selectors(operands: &[OsString]) -> Vec<String> {
+    operands.iter().map(|o| o.to_string_lossy().into_owned()).collect()
+}
+
+fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
     if inv.with_keygrip {
         return Err(ShimError::Usage("--with-keygrip is not supported: keygrips belong to the vault's agent".into()));
     }
     let mut conn = vault::Conn::open()?;
-    conn.request(Op::ListKeys { secret, selectors: inv.operands.clone() })?;
+    conn.request(Op::ListKeys { secret, selectors: selectors(&inv.operands) })?;
     let keys = match conn.recv()? {
         ServerFrame::Keys(k) => k,
         _ => return Err(ShimError::Protocol("unexpected answer to a key listing".into())),
@@ -111,16 +120,16 @@ fn list(inv: &Invocation, secret: bool) -> Result<u8, ShimError> {
     out.write_all(text.as_bytes()).map_err(ShimError::io("writing to stdout"))?;
     if keys.is_empty() && !inv.operands.is_empty() {
         eprintln!("gpg: error reading key: No {} key", if secret { "secret" } else { "public" });
-        return Ok(2);
+        return Ok(Verdict::Failed);
     }
-    Ok(0)
+    Ok(Verdict::Good)
 }
 
-fn export(inv: &Invocation) -> Result<u8, ShimError> {
-    let bytes = keyring::export_from_vault(&inv.operands)?;
+fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
+    let bytes = keyring::export_from_vault(&selectors(&inv.operands))?;
     if bytes.is_empty() {
         eprintln!("gpg: WARNING: nothing exported");
-        return Ok(0);
+        return Ok(Verdict::Good);
     }
     let mut out = output::Output::create(inv.output.as_deref(), inv.yes)?;
     if inv.armor {
@@ -132,19 +141,17 @@ fn export(inv: &Invocation) -> Result<u8, ShimError> {
         out.write_all(&bytes).map_err(ShimError::io("writing output"))?;
     }
     out.commit()?;
-    Ok(0)
+    Ok(Verdict::Good)
 }
 
-fn import(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
+fn import(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let mut bytes = Vec::new();
-    let sources: Vec<String> = if inv.operands.is_empty() { vec!["-".into()] } else { inv.operands.clone() };
+    let sources: Vec<OsString> = if inv.operands.is_empty() { vec!["-".into()] } else { inv.operands.clone() };
     for s in &sources {
-        let mut r: Box<dyn std::io::Read> = if s == "-" {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(std::fs::File::open(s).map_err(ShimError::io(format!("can't open '{s}'")))?)
-        };
-        r.by_ref().take(64 << 20).read_to_end(&mut bytes).map_err(ShimError::io(format!("reading {s}")))?;
+        let mut r: Box<dyn std::io::Read> =
+            if s == "-" { Box::new(std::io::stdin()) } else { Box::new(output::open_file(s)?) };
+        let name = std::path::Path::new(s).display().to_string();
+        r.by_ref().take(64 << 20).read_to_end(&mut bytes).map_err(ShimError::io(format!("reading {name}")))?;
     }
     let report = keyring::import(&bytes)?;
     for (cert, had_secret) in &report {
@@ -160,5 +167,5 @@ fn import(inv: &Invocation, status: &mut StatusOut) -> Result<u8, ShimError> {
         status.emit(status::Status::ImportOk { reason: 1, fpr: &fpr });
     }
     eprintln!("gpg: Total number processed: {}", report.len());
-    Ok(0)
+    Ok(Verdict::Good)
 }

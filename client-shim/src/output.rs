@@ -1,6 +1,7 @@
 //! Where results go: stdout, or a file written beside its final name and renamed
 //! into place only on success (no half-written signature is left behind).
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -14,13 +15,15 @@ pub enum Output {
 
 impl Output {
     /// `path` of `None` or `-` is stdout. An existing file is replaced only with `--yes`.
-    pub fn create(path: Option<&str>, yes: bool) -> Result<Output, ShimError> {
+    /// File names are OS strings: any bytes but NUL, as gpg takes them.
+    pub fn create(path: Option<&OsStr>, yes: bool) -> Result<Output, ShimError> {
         match path {
-            None | Some("-") => Ok(Output::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout()))),
+            None => Ok(Output::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout()))),
+            Some(p) if p == "-" => Ok(Output::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout()))),
             Some(p) => {
                 let path = PathBuf::from(p);
                 if path.exists() && !yes {
-                    return Err(ShimError::Usage(format!("File '{p}' exists (use --yes to overwrite)")));
+                    return Err(ShimError::Usage(format!("File '{}' exists (use --yes to overwrite)", path.display())));
                 }
                 let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 let tmp = tempfile::Builder::new()
@@ -80,11 +83,16 @@ impl Write for Output {
 }
 
 /// The input: stdin or a file.
-pub fn open_input(operands: &[String]) -> Result<Box<dyn io::Read>, ShimError> {
+pub fn open_input(operands: &[OsString]) -> Result<Box<dyn io::Read>, ShimError> {
     match operands {
         [] => Ok(Box::new(io::stdin())),
         [one] if one == "-" => Ok(Box::new(io::stdin())),
-        [one] => Ok(Box::new(File::open(one).map_err(ShimError::io(format!("can't open '{one}'")))?)),
+        [one] => Ok(Box::new(open_file(one)?)),
         _ => Err(ShimError::Usage("only one file may be signed at a time".into())),
     }
+}
+
+/// Opens a named input file, with gpg's message on failure.
+pub fn open_file(name: &OsStr) -> Result<File, ShimError> {
+    File::open(name).map_err(ShimError::io(format!("can't open '{}'", Path::new(name).display())))
 }

@@ -10,10 +10,8 @@
 use std::path::PathBuf;
 
 use qubes_rpc::SignResult;
-use qvault_attest::audit::{log_position, sig_digest};
-use qvault_attest::entry::Event;
 use qvault_attest::note::{Checkpoint, Verifier};
-use qvault_attest::receipt::Receipt;
+use qvault_attest::receipt::{check_signature_receipt, Receipt};
 use sequoia_openpgp::packet::Signature;
 
 use crate::error::ShimError;
@@ -81,17 +79,10 @@ impl LogState {
             None => offered,
         };
         let receipt = Receipt::parse(&result.receipt).map_err(|e| fail(format!("bad receipt: {e}")))?;
-        let v = receipt.verify(&key).map_err(|e| fail(format!("the receipt does not verify: {e}")))?;
-        // The receipt must be about this very signature.
-        let Event::Signature { key: signer, sig_digest: logged, .. } = &v.entry.event else {
-            return Err(fail("the receipt's entry is not a signature".into()));
-        };
-        if *logged != sig_digest(sig) || *signer != result.signer_fpr {
-            return Err(fail("the receipt's log entry is not the signature the vault returned".into()));
-        }
-        if log_position(sig) != Some((key.name.clone(), v.entry.index)) {
-            return Err(fail("the signature does not name its log entry".into()));
-        }
+        // The one check qvault-audit runs too: the receipt is about this very
+        // signature (digest, signer, the log position it names, its key).
+        let v = check_signature_receipt(&receipt, sig, &key)
+            .map_err(|e| fail(format!("the receipt does not match the signature: {e}")))?;
         if let Some((old, old_note)) = &self.newest {
             if v.checkpoint.size < old.size {
                 let ev = self.keep_evidence("rollback", old_note, &receipt.checkpoint, &result.receipt);
@@ -162,6 +153,6 @@ impl LogState {
 
 /// `--receipt-out FILE` (or `QVAULT_RECEIPT_OUT`): a copy of the receipt for
 /// upload beside the signature.
-pub fn write_receipt_file(path: &str, result: &SignResult) -> Result<(), ShimError> {
-    std::fs::write(path, &result.receipt).map_err(ShimError::io(format!("writing receipt {path}")))
+pub fn write_receipt_file(path: &std::path::Path, result: &SignResult) -> Result<(), ShimError> {
+    std::fs::write(path, &result.receipt).map_err(ShimError::io(format!("writing receipt {}", path.display())))
 }

@@ -5,7 +5,9 @@
 //! the data is hashed here instead and only the SHA-256 state is sent: the data
 //! then never crosses the qube boundary, which is what makes large files fast.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
 
 use openpgp::armor;
 use openpgp::packet::one_pass_sig::OnePassSig3;
@@ -17,7 +19,7 @@ use openpgp::types::{DataFormat, HashAlgorithm, PublicKeyAlgorithm, SignatureTyp
 use openpgp::{KeyID, Packet};
 use qubes_rpc::canon::{Canon, Canonicalizer};
 use qubes_rpc::prehash::Sha256Midstate;
-use qubes_rpc::{ClientFrame, Op, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE};
+use qubes_rpc::{ClientFrame, Op, RpcError, ServerFrame, SignMode, SignPlan, SignRequest, SignResult, CHUNK_SIZE};
 use sequoia_openpgp as openpgp;
 
 use crate::args::Invocation;
@@ -27,18 +29,20 @@ use crate::receipts;
 use crate::status::{Status, StatusOut};
 use crate::vault::Conn;
 
-fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<String> {
+fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<OsString> {
     if inv.output.is_some() {
         return inv.output.clone();
     }
     match inv.operands.as_slice() {
         [f] if f != "-" => {
             let ext = match (mode, inv.armor) {
-                (SignMode::Cleartext, _) | (_, true) => "asc",
-                (SignMode::Detached, false) => "sig",
-                (SignMode::Inline, false) => "gpg",
+                (SignMode::Cleartext, _) | (_, true) => ".asc",
+                (SignMode::Detached, false) => ".sig",
+                (SignMode::Inline, false) => ".gpg",
             };
-            Some(format!("{f}.{ext}"))
+            let mut name = f.clone();
+            name.push(ext);
+            Some(name)
         }
         _ => None,
     }
@@ -61,7 +65,7 @@ impl<'a> Framer<'a> {
         mode: SignMode,
         armor_out: bool,
         text: bool,
-        filename: Option<&str>,
+        filename: Option<&[u8]>,
         plan: &SignPlan,
         out: &'a mut Output,
     ) -> Result<Framer<'a>, ShimError> {
@@ -170,7 +174,10 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     if inv.local_users.len() > 1 {
         return Err(ShimError::Usage("signing with more than one key (-u given twice) is not supported".into()));
     }
-    let key = inv.local_users.first().or(inv.default_key.as_ref()).cloned();
+    let key = match inv.local_users.first().or(inv.default_key.as_ref()) {
+        None => None,
+        Some(k) => Some(k.to_str().map(str::to_owned).ok_or_else(|| unusable_selector(k, status))?),
+    };
     let out_name = default_output_name(inv, mode);
     let mut input = open_input(&inv.operands)?;
     let mut out = Output::create(out_name.as_deref(), inv.yes)?;
@@ -201,8 +208,9 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         let mut framer = match mode {
             SignMode::Detached => Framer::Detached,
             _ => {
+                // As gpg, the literal packet carries the file name's bytes.
                 let name = match inv.operands.as_slice() {
-                    [f] if f != "-" => std::path::Path::new(f).file_name().and_then(|n| n.to_str()),
+                    [f] if f != "-" => std::path::Path::new(f).file_name().map(|n| n.as_bytes()),
                     _ => None,
                 };
                 Framer::new(mode, inv.armor, inv.text, name, &plan, &mut out)?
@@ -211,6 +219,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         // Hashing here, the data is read in larger pieces: no frame limits it.
         let mut buf = vec![0u8; if plan.client_hash { LOCAL_CHUNK } else { CHUNK_SIZE }];
         let mut local = plan.client_hash.then(|| LocalHash::new(mode, inv.text));
+        let mut read = 0u64;
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -218,8 +227,17 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ShimError::Io("reading input".into(), e)),
             };
+            read += n as u64;
             match &mut local {
-                Some(h) => h.update(&buf[..n])?,
+                Some(h) => {
+                    h.update(&buf[..n])?;
+                    // The vault would refuse this much data streamed (it counts
+                    // the bytes read) or hashed (it counts the canonical length):
+                    // stop here, as the streamed path stops, with its error.
+                    if let Some(max) = plan.max_data_bytes.filter(|&m| read > m || h.state.len() > m) {
+                        return Err(ShimError::Vault(RpcError::too_large(max)));
+                    }
+                }
                 None => conn.send(&ClientFrame::Data(&buf[..n]))?,
             }
             framer.data(&buf[..n])?;
@@ -240,6 +258,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         };
         check_result(&plan, &result, &sig)?;
         log_state.accept(&result, &sig)?;
+        note_vault_clock(result.created);
         if !matches!(framer, Framer::Detached) {
             framer.finish(&sig, inv.armor, None)?;
         }
@@ -251,8 +270,8 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     }
     conn.finish();
     out.commit()?;
-    if let Some(path) = inv.receipt_out.clone().or_else(|| std::env::var("QVAULT_RECEIPT_OUT").ok()).as_ref() {
-        receipts::write_receipt_file(path, &result)?;
+    if let Some(path) = inv.receipt_out.clone().or_else(|| std::env::var_os("QVAULT_RECEIPT_OUT")) {
+        receipts::write_receipt_file(std::path::Path::new(&path), &result)?;
     }
     let kind = match mode {
         SignMode::Detached => 'D',
@@ -269,6 +288,22 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     });
     Ok(())
 }
+
+/// A vault whose clock runs ahead dates its signatures in the future. gpg
+/// itself takes such a signature as good (it never compares a signature's
+/// time with its clock; `--verify` here does the same) and so does gpgv, so
+/// the signature is released as gpg would release it: exit 0, `SIG_CREATED`
+/// with the vault's time. Only a note on stderr, in the words gpg uses for a
+/// key from the future, says why sqv and qvault-audit refuse it until then.
+fn note_vault_clock(created: i64) {
+    let ahead = created.saturating_sub(chrono::Utc::now().timestamp());
+    if ahead > CLOCK_SLACK_SECS {
+        eprintln!("gpg: Note: signature made {ahead} seconds in the future by the vault (time warp or clock problem)");
+    }
+}
+
+/// Clocks of two qubes may differ this much without a note.
+const CLOCK_SLACK_SECS: i64 = 60;
 
 /// Read size when the client hashes the data itself.
 const LOCAL_CHUNK: usize = 1 << 20;
@@ -314,6 +349,17 @@ fn frame_name(f: &ServerFrame<'_>) -> &'static str {
         ServerFrame::Checkpoint(_) => "Checkpoint",
         ServerFrame::Error(_) => "Error",
     }
+}
+
+/// A key selector that is not UTF-8 names no key (user IDs are UTF-8 and
+/// fingerprints hex): refused here, without asking the vault, as gpg refuses
+/// a key it cannot find.
+fn unusable_selector(k: &std::ffi::OsStr, status: &mut StatusOut) -> ShimError {
+    let who = k.to_string_lossy();
+    status.emit(Status::InvSgnr { reason: 9, who: &who });
+    status.emit(Status::Failure { location: "sign", code: 17 });
+    eprintln!("gpg: skipped \"{who}\": No secret key");
+    ShimError::Usage("signing failed: No secret key".into())
 }
 
 /// Key-selection failures get gpg's status lines and messages for an unusable

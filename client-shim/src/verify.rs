@@ -2,8 +2,10 @@
 //! fetched and cached, plus imported ones), reported with gpg's status lines,
 //! messages and exit codes: 0 all good, 1 a bad signature, 2 anything else.
 
-use std::fs::File;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
 
 use openpgp::cert::prelude::*;
 use openpgp::packet::key::PublicParts;
@@ -11,7 +13,7 @@ use openpgp::packet::Signature;
 use openpgp::parse::stream::{
     DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
 };
-use openpgp::parse::{PacketParser, PacketParserResult, Parse as _};
+use openpgp::parse::{PacketParser, PacketParserBuilder, PacketParserResult, Parse as _};
 use openpgp::policy::StandardPolicy;
 use openpgp::types::{PublicKeyAlgorithm, RevocationStatus};
 use openpgp::{Cert, KeyHandle, Packet};
@@ -19,8 +21,9 @@ use sequoia_openpgp as openpgp;
 
 use crate::args::Invocation;
 use crate::colons::{keyid, Trust};
-use crate::error::ShimError;
+use crate::error::{ShimError, Verdict};
 use crate::keyring::Keyring;
+use crate::output::open_file;
 use crate::status::{Status, StatusOut};
 
 /// One signature's verdict, owned so it outlives the verifier.
@@ -143,8 +146,8 @@ fn issuer_keyid(sig: &Signature) -> String {
     sig.get_issuers().first().map(|h| openpgp::KeyID::from(h).to_hex()).unwrap_or_else(|| "0000000000000000".into())
 }
 
-/// Reports one outcome; returns its contribution to the exit code.
-fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
+/// Reports one outcome and its verdict.
+fn report(o: &Outcome, status: &mut StatusOut) -> Verdict {
     status.emit(Status::NewSig);
     let sig = match o {
         Outcome::Good { sig, .. }
@@ -206,14 +209,14 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
                 eprintln!("gpg:          There is no indication that the signature belongs to the owner.");
                 eprintln!("Primary key fingerprint: {}", key.primary_fpr);
             }
-            0
+            Verdict::Good
         }
         Outcome::Bad { key, .. } => {
             status.emit(Status::KeyConsidered { fpr: &key.primary_fpr, flags: 0 });
             let uid = uid0(key);
             status.emit(Status::BadSig { keyid: keyid(&key.signer_fpr), uid: &uid });
             eprintln!("gpg: BAD signature from \"{uid}\" [{}]", trust_word(key));
-            1
+            Verdict::Bad
         }
         Outcome::KeyUnusable { sig, key } => {
             status.emit(Status::KeyConsidered { fpr: &key.primary_fpr, flags: 0 });
@@ -226,7 +229,7 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
                 status.emit(Status::ExpKeySig { keyid: kid, uid: &uid });
                 eprintln!("gpg: Signature by expired key \"{uid}\" made {}", human_time(sig_time(sig)));
             }
-            1
+            Verdict::Bad
         }
         Outcome::Missing { sig } => {
             let kid = issuer_keyid(sig);
@@ -242,13 +245,39 @@ fn report(o: &Outcome, status: &mut StatusOut) -> i32 {
             });
             status.emit(Status::NoPubkey { keyid: &kid });
             eprintln!("gpg: Can't check signature: No public key");
-            2
+            Verdict::Failed
         }
         Outcome::Broken { why, .. } => {
             eprintln!("gpg: Can't check signature: {why}");
-            2
+            Verdict::Failed
         }
     }
+}
+
+/// The time to verify at. GnuPG 2.2 does not compare a signature's creation
+/// time with its own clock (sig-check.c checks only the key's creation time
+/// against the signature's and the clock): a signature dated in the future, by
+/// a vault whose clock runs ahead, is a good signature to gpg and gpgv, exit 0,
+/// no warning. Sequoia refuses one that is not yet "alive", so when the newest
+/// signature in the input is from the future, verify as of its creation time;
+/// otherwise as of now (`None`, with Sequoia's usual clock-skew tolerance).
+fn reference_time(bytes: &[u8]) -> Option<std::time::SystemTime> {
+    let now = std::time::SystemTime::now();
+    let mut newest = None;
+    // Cleartext messages too (their signatures follow the text).
+    let parser = PacketParserBuilder::from_bytes(bytes).map(|b| b.process_csf_message(true).build());
+    let Ok(Ok(mut ppr)) = parser else { return None };
+    while let PacketParserResult::Some(pp) = ppr {
+        if let Packet::Signature(sig) = &pp.packet {
+            newest = newest.max(sig.signature_creation_time());
+        }
+        // Into containers too: an inline message's signature may be compressed.
+        match pp.recurse() {
+            Ok((_, next)) => ppr = next,
+            Err(_) => break,
+        }
+    }
+    newest.filter(|t| *t > now)
 }
 
 /// Is this input a bare signature (detached), rather than a signed message?
@@ -282,15 +311,15 @@ fn read_limited(r: &mut dyn Read, what: &str) -> Result<Vec<u8>, ShimError> {
     Ok(v)
 }
 
-fn open(path: &str) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
+fn open(path: &OsStr) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
     if path == "-" {
         Ok(Box::new(io::stdin()))
     } else {
-        Ok(Box::new(File::open(path).map_err(ShimError::io(format!("can't open '{path}'")))?))
+        Ok(Box::new(open_file(path)?))
     }
 }
 
-pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError> {
+pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let p = StandardPolicy::new();
     let mut keyring = Keyring::load();
     // The vault may have extended or revoked a key since the cache was filled.
@@ -300,31 +329,33 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
     }
     let helper = Helper { keyring: &mut keyring, refreshed, outcomes: Vec::new() };
     let ops = &inv.operands;
-    let (sig_src, data_src): (String, Option<Vec<String>>) = match ops.as_slice() {
+    let (sig_src, data_src): (OsString, Option<Vec<OsString>>) = match ops.as_slice() {
         [] => ("-".into(), None),
         [one] => (one.clone(), None),
         [sig, rest @ ..] => (sig.clone(), Some(rest.to_vec())),
     };
-    let sig_bytes = read_limited(&mut *open(&sig_src)?, &sig_src)?;
+    let sig_bytes = read_limited(&mut *open(&sig_src)?, &Path::new(&sig_src).display().to_string())?;
     let detached_data = match data_src {
         Some(files) => Some(files),
         None if is_detached_signature(&sig_bytes) => {
             // gpg's convention: `--verify x.sig` checks x.
-            let data = sig_src.strip_suffix(".sig").or_else(|| sig_src.strip_suffix(".asc")).map(str::to_owned);
+            let name = sig_src.as_bytes();
+            let data = name.strip_suffix(b".sig").or_else(|| name.strip_suffix(b".asc")).map(OsStr::from_bytes);
             match data {
-                Some(d) if std::path::Path::new(&d).exists() => {
-                    eprintln!("gpg: assuming signed data in '{d}'");
-                    Some(vec![d])
+                Some(d) if Path::new(d).exists() => {
+                    eprintln!("gpg: assuming signed data in '{}'", Path::new(d).display());
+                    Some(vec![d.to_owned()])
                 }
                 _ => {
                     eprintln!("gpg: no signed data");
                     eprintln!("gpg: can't hash datafile: No data");
-                    return Ok(2);
+                    return Ok(Verdict::Failed);
                 }
             }
         }
         None => None,
     };
+    let at = reference_time(&sig_bytes);
     let run = match detached_data {
         Some(files) => {
             let data: Box<dyn Read + Send + Sync> = match files.as_slice() {
@@ -335,7 +366,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
                     ))
                 }
             };
-            DetachedVerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, None, helper)).and_then(
+            DetachedVerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(
                 |mut v| {
                     v.verify_reader(data)?;
                     Ok(v.into_helper())
@@ -343,7 +374,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
             )
         }
         None => {
-            VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, None, helper)).and_then(|mut v| {
+            VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(|mut v| {
                 io::copy(&mut v, &mut io::sink())?;
                 Ok(v.into_helper())
             })
@@ -354,17 +385,13 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<i32, ShimError
         Err(e) => {
             status.emit(Status::NoData { what: 4 });
             eprintln!("gpg: verify signatures failed: {e}");
-            return Ok(2);
+            return Ok(Verdict::Failed);
         }
     };
     if helper.outcomes.is_empty() {
         status.emit(Status::NoData { what: 4 });
         eprintln!("gpg: no signature found");
-        return Ok(2);
+        return Ok(Verdict::Failed);
     }
-    let mut rc = 0;
-    for o in &helper.outcomes {
-        rc = rc.max(report(o, status));
-    }
-    Ok(rc)
+    Ok(helper.outcomes.iter().map(|o| report(o, status)).max().unwrap_or(Verdict::Failed))
 }

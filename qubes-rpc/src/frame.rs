@@ -236,7 +236,7 @@ mod vectors {
     fn documented_examples() {
         assert_eq!(
             hex_of(&ClientFrame::Request(Request::new(Op::ListKeys { secret: true, selectors: vec![] }))),
-            "000000050002000100"
+            "000000050003000100"
         );
         assert_eq!(
             hex_of(&ClientFrame::Request(Request::new(Op::Sign(SignRequest {
@@ -248,7 +248,7 @@ mod vectors {
                 known_log_size: Some(300),
                 client_hash: true,
             })))),
-            "000000130002020105616c696365000101020001ac0201"
+            "000000130003020105616c696365000101020001ac0201"
         );
         assert_eq!(
             hex_of(&ClientFrame::HashState(crate::HashState {

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the message set below. A vault answers a request with another
 /// version with [`ErrorCode::UnsupportedVersion`] (it reads the version before
-/// the rest, see [`request_version`]). Version 2 added client-side hashing.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// the rest, see [`request_version`]). Version 2 added client-side hashing;
+/// version 3 the size limit in the plan (`SignPlan::max_data_bytes`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Limits on request fields, checked by [`Request::validate`] after decoding.
 pub const MAX_SELECTORS: usize = 64;
@@ -157,6 +158,10 @@ pub struct SignPlan {
     /// Send a [`HashState`] instead of the data (the client offered, the
     /// vault's policy allows it for this caller and key, the digest is SHA-256).
     pub client_hash: bool,
+    /// The caller's size limit (policy `max_data_bytes`): the vault refuses more
+    /// data, streamed or hashed, with [`RpcError::too_large`]; a client that
+    /// hashes the data itself stops reading there with the same error.
+    pub max_data_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +210,12 @@ pub struct RpcError {
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         RpcError { code, message: message.into(), key: None, expired_at: Vec::new() }
+    }
+
+    /// The data exceeds the caller's `max_data_bytes`: one refusal, whether the
+    /// vault counted streamed bytes or the client counted what it hashed.
+    pub fn too_large(limit: u64) -> Self {
+        RpcError::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {limit} bytes"))
     }
 }
 

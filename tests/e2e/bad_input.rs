@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use qubes_rpc::{ClientFrame, ErrorCode, Op, Request, ServerFrame};
+use qubes_rpc::{ClientFrame, ErrorCode, Op, Request, ServerFrame, PROTOCOL_VERSION};
 use qvault_e2e::*;
 
 fn call_log(w: &World) -> String {
@@ -159,13 +159,13 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
     match answers(&a).as_slice() {
         [ServerFrame::Error(e)] => {
             assert_eq!(e.code, ErrorCode::UnsupportedVersion);
-            assert_eq!(e.message, "unsupported protocol version 99 (this vault speaks 2)");
+            assert_eq!(e.message, format!("unsupported protocol version 99 (this vault speaks {PROTOCOL_VERSION})"));
         }
         other => panic!("{other:?}"),
     }
     assert_still_serving(&w);
     // A version-1 sign request (its SignRequest had no `client_hash` byte, so it
-    // would not even decode as version 2): the version is named, not a decode error.
+    // would not even decode as the current version): the version is named, not a decode error.
     let v1 = [0u8, 1, 2, 0, 0, 0, 0, 0, 0];
     let mut bytes = (v1.len() as u32).to_be_bytes().to_vec();
     bytes.extend_from_slice(&v1);
@@ -173,7 +173,7 @@ fn daemon_answers_malformed_frames_and_keeps_serving() {
     match answers(&a).as_slice() {
         [ServerFrame::Error(e)] => {
             assert_eq!(e.code, ErrorCode::UnsupportedVersion);
-            assert_eq!(e.message, "unsupported protocol version 1 (this vault speaks 2)");
+            assert_eq!(e.message, format!("unsupported protocol version 1 (this vault speaks {PROTOCOL_VERSION})"));
         }
         other => panic!("{other:?}"),
     }

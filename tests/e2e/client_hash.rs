@@ -241,3 +241,55 @@ fn the_size_limit_applies_to_the_hashed_length() {
     assert!(stderr(&o).contains("exceeds this qube's limit of 100 bytes"), "{}", stderr(&o));
     assert_ok(&run_with_input(&mut w.shim(&["-bsa"]), &[b'x'; 100]));
 }
+
+/// An endless input stops at the caller's size limit on both data paths, with
+/// the same error: streamed, the vault counts and refuses; client-hashed, the
+/// client stops at the limit the vault's plan gave it. `timeout` is only a
+/// safety net (it would answer 124): the assertion is the size-limit error.
+#[test]
+fn an_endless_input_stops_at_the_size_limit_whoever_hashes() {
+    let mut w = World::new();
+    std::fs::write(
+        w.vault_home.join("policy.toml"),
+        r#"version = 1
+[[rule]]
+caller = "work"
+keys = "*"
+operations = ["list", "export", "sign-detached", "sign-cleartext", "sign-inline"]
+confirm = "allow"
+client_hash = true
+max_data_bytes = 100000
+[[rule]]
+caller = "*"
+keys = "*"
+operations = ["list", "export", "sign-detached", "sign-cleartext", "sign-inline"]
+confirm = "allow"
+max_data_bytes = 100000
+"#,
+    )
+    .unwrap();
+    w.serve();
+    let mut answers = Vec::new();
+    for (caller, args) in [
+        ("work", vec!["-bsa"]),
+        ("work", vec!["--clearsign"]),
+        ("work", vec!["--textmode", "-s"]),
+        ("other", vec!["-bsa"]),
+    ] {
+        let out = w.path("never.asc");
+        let mut c = w.client_cmd("timeout");
+        c.arg("120").arg(bin("qvault-gpg")).args(&args).arg("-o").arg(&out).arg("/dev/zero");
+        c.env("QVAULT_SIM_SOURCE", caller);
+        let o = run(&mut c);
+        assert_code(&o, 2);
+        assert!(!out.exists(), "nothing written");
+        answers.push(stderr(&o).lines().filter(|l| l.contains("limit")).map(str::to_owned).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        answers[0],
+        vec!["gpg: signing failed: the vault refused: the data exceeds this qube's limit of 100000 bytes".to_owned()]
+    );
+    assert!(answers.iter().all(|a| *a == answers[0]), "the same error on both paths: {answers:?}");
+    // The daemon is still serving, and logged nothing.
+    assert_ok(&run_with_input(&mut w.shim(&["-bsa"]), b"small"));
+}

@@ -222,3 +222,90 @@ fn parallel_signers_sharing_one_client_home_all_succeed() {
     let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
     assert!(size >= 40, "{cp}");
 }
+
+#[test]
+fn file_names_and_key_selectors_that_are_not_utf8_work_as_in_gpg() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+    let w = World::new();
+    let dir = w.path("");
+    let name = |b: &[u8]| dir.join(OsStr::from_bytes(b));
+    let data = name(b"data\xff.txt");
+    std::fs::write(&data, TEXT).unwrap();
+
+    // A file name and -o with a 0xff byte: signed, gpgv verifies.
+    let sig = name(b"sig\xfe.asc");
+    let o = run(w.shim(&["-bsa", "-o"]).arg(&sig).arg(&data));
+    assert_ok(&o);
+    assert_ok(&gpgv(&w, &[&sig, &data]));
+    // The default output name keeps the bytes too, and so does --receipt-out.
+    let receipt = name(b"r\xff.json");
+    assert_ok(&run(w.shim(&["-bs", "--receipt-out"]).arg(&receipt).arg(&data)));
+    let default_sig = name(b"data\xff.txt.sig");
+    assert_ok(&gpgv(&w, &[&default_sig, &data]));
+    assert!(receipt.exists());
+    // An inline message carries the file name's bytes, as gpg's does.
+    let inline = name(b"inline\xff.gpg");
+    assert_ok(&run(w.shim(&["-s", "-o"]).arg(&inline).arg(&data)));
+    assert_ok(&gpgv(&w, &[&inline]));
+    // qvault-gpg --verify reads such names as well.
+    assert_ok(&run(w.shim(&["--verify"]).arg(&sig).arg(&data)));
+
+    // A -u that is not UTF-8 names no key: refused as gpg refuses it (exit 2,
+    // INV_SGNR and FAILURE), no panic, nothing written.
+    let out = name(b"never.asc");
+    let o =
+        run(w.shim(&["--status-fd=1", "-bsa", "-o"]).arg(&out).arg("-u").arg(OsStr::from_bytes(b"\xff")).arg(&data));
+    assert_code(&o, 2);
+    assert!(
+        stdout(&o).contains("[GNUPG:] INV_SGNR 9 ") && stdout(&o).contains("[GNUPG:] FAILURE sign 17"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("No secret key") && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+/// GnuPG 2.2 never compares a signature's creation time with its clock
+/// (sig-check.c checks only the key's times): a signature dated in the future
+/// is a good signature to gpg and gpgv, exit 0, no warning. A vault whose clock
+/// runs two days ahead: qvault-gpg releases its signature as gpg would (exit
+/// 0, SIG_CREATED with the vault's time, a note on stderr) and its own
+/// --verify agrees with gpg's, line for line; sqv refuses it until then.
+#[test]
+fn a_vault_clock_ahead_is_reported_as_gpg_reports_a_future_signature() {
+    let mut w = World::new();
+    w.daemon_env = faketime_env("+2d");
+    w.serve();
+    let data = w.path("data");
+    std::fs::write(&data, TEXT).unwrap();
+    let sig = w.path("data.asc");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let o = run(&mut w.shim(&["--status-fd=1", "-bsa", "-o", sig.to_str().unwrap(), data.to_str().unwrap()]));
+    assert_ok(&o);
+    let created: i64 = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("[GNUPG:] SIG_CREATED "))
+        .and_then(|l| l.split(' ').nth(4))
+        .and_then(|t| t.parse().ok())
+        .expect("SIG_CREATED");
+    assert!(created > before + 86_400, "the vault's clock is ahead: {created} vs {before}");
+    assert!(stderr(&o).contains("in the future by the vault (time warp or clock problem)"), "{}", stderr(&o));
+    // gpgv takes it, as gpg does; sqv does not.
+    assert_ok(&gpgv(&w, &[&sig, &data]));
+    assert_code(&sqv(&w, &sig, &data), 1);
+    // qvault-gpg --verify says what gpg --verify says.
+    let theirs = gpg_verify(&w, &[&sig, &data]);
+    let ours = run(&mut w.shim(&["--status-fd=1", "--verify", sig.to_str().unwrap(), data.to_str().unwrap()]));
+    assert_eq!(ours.status.code(), theirs.status.code(), "ours: {}\ngpg: {}", stderr(&ours), stderr(&theirs));
+    assert_ok(&ours);
+    let pick = |o: &std::process::Output| -> Vec<String> {
+        stdout(o)
+            .lines()
+            .filter(|l| l.starts_with("[GNUPG:] GOODSIG") || l.starts_with("[GNUPG:] VALIDSIG"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(pick(&ours), pick(&theirs));
+    assert_eq!(pick(&ours).len(), 2, "{}", stdout(&ours));
+}

@@ -45,6 +45,9 @@ pub struct World {
     pub socket: Option<PathBuf>,
     daemon: Option<Child>,
     pub source: String,
+    /// Extra environment for `qvault serve` only, e.g. libfaketime's
+    /// `LD_PRELOAD` and `FAKETIME` for a vault whose clock runs ahead.
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Default for World {
@@ -80,6 +83,7 @@ impl World {
             socket: None,
             daemon: None,
             source: "work".into(),
+            daemon_env: Vec::new(),
         };
         let out = w.qvault(&["init", "--name", "testvault", "--no-confirm"]).output().expect("qvault init");
         assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
@@ -169,6 +173,7 @@ impl World {
             args.push("--allow-network");
             self.qvault(&args)
         };
+        cmd.envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         let child = cmd.stderr(Stdio::null()).spawn().expect("serve");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
@@ -283,6 +288,20 @@ impl Drop for World {
             let _ = c.wait();
         }
     }
+}
+
+/// The environment that runs a process under libfaketime (Debian's `faketime`
+/// package) with its clock moved by `offset` (`+2d`), without the `faketime`
+/// wrapper, which would stand between the harness and the daemon's pid.
+pub fn faketime_env(offset: &str) -> Vec<(String, String)> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 is missing: install Debian's faketime (scripts/deps)");
+    vec![("LD_PRELOAD".into(), lib.display().to_string()), ("FAKETIME".into(), offset.into())]
 }
 
 /// Whether this process may create network namespaces (root, or user namespaces).

@@ -277,7 +277,7 @@ fn sign<R: Read, W: Write>(
 ) -> Result<(), Failure> {
     let auth = authorize(vault, source, req)?;
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let plan = job.plan(&auth.key, auth.rule.client_hash);
+    let plan = job.plan(&auth.key, auth.rule.client_hash, auth.rule.max_data_bytes);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     let received = receive(&mut job, &plan, auth.rule.max_data_bytes, reader)?;
@@ -330,7 +330,7 @@ fn receive<R: Read>(
     reader: &mut FrameReader<R>,
 ) -> Result<u64, Failure> {
     let max = max.unwrap_or(u64::MAX);
-    let too_large = || Refusal::new(ErrorCode::TooLarge, format!("the data exceeds this qube's limit of {max} bytes"));
+    let too_large = || Refusal(RpcError::too_large(max));
     let mut received = 0u64;
     loop {
         match reader.next::<ClientFrame<'_>>()? {

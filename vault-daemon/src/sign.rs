@@ -91,7 +91,7 @@ impl SignJob {
     /// The plan sent to the client. `client_hash_allowed`: the policy lets this
     /// caller hash the data itself; it is used only if the client offered it
     /// and the digest is SHA-256 (the one state format defined).
-    pub fn plan(&self, key: &SigningKey<'_>, client_hash_allowed: bool) -> SignPlan {
+    pub fn plan(&self, key: &SigningKey<'_>, client_hash_allowed: bool, max_data_bytes: Option<u64>) -> SignPlan {
         SignPlan {
             signer_fpr: key.key.fingerprint().to_hex(),
             primary_fpr: key.stored.cert.fingerprint().to_hex(),
@@ -99,6 +99,7 @@ impl SignJob {
             hash_algo: self.algo.openpgp_id(),
             sig_class: u8::from(self.sig_type),
             client_hash: client_hash_allowed && self.offered_client_hash && self.algo == HashAlgo::Sha256,
+            max_data_bytes,
         }
     }
 
