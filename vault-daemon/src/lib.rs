@@ -18,6 +18,7 @@ pub mod keystore;
 pub mod lifecycle;
 pub mod log;
 pub mod policy;
+pub mod policy_file;
 pub mod select;
 pub mod server;
 pub mod session;

@@ -17,10 +17,11 @@ use qubes_rpc::{
 use sequoia_openpgp as openpgp;
 
 use crate::confirm::{self, Answer, Question};
-use crate::gate::Gate;
+use crate::gate::{Confirmation, Gate};
 use crate::keystore::{self, Keystore, StoredKey};
 use crate::log::Log;
 use crate::policy::{Confirm, KeyIdentity, Operation, Policy};
+use crate::policy_file::PolicyFile;
 use crate::sign::{self, Notation, SignJob};
 use qvault_attest::entry::{Event, NOTATION};
 use sha2::{Digest, Sha256};
@@ -38,7 +39,8 @@ pub enum Service {
 pub struct Vault {
     pub keystore: Keystore,
     pub log: Log,
-    pub policy: Policy,
+    /// Read at the start of every call: an edit applies from the next call on.
+    pub policy: PolicyFile,
     pub gate: Gate,
 }
 
@@ -154,6 +156,8 @@ fn dispatch<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
+    // The policy as the file says now; a broken file refuses every call.
+    let policy = vault.policy.current(&vault.log).map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?;
     match (service, req.op) {
         (Service::Gpg, Op::ListKeys { secret, selectors }) => {
             let keys: Vec<KeyInfo> = vault
@@ -161,7 +165,7 @@ fn dispatch<R: Read, W: Write>(
                 .find(&selectors)
                 .into_iter()
                 .filter(|k| !secret || k.can_sign())
-                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::List))
+                .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::List))
                 .filter_map(StoredKey::info)
                 .collect();
             writer.send(&ServerFrame::Keys(keys))?;
@@ -173,7 +177,7 @@ fn dispatch<R: Read, W: Write>(
                 .keystore
                 .find(&selectors)
                 .into_iter()
-                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
+                .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
             for k in allowed {
                 keystore::export_public(&k.cert, &mut out)
                     .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize certificate: {e}")))?;
@@ -184,7 +188,7 @@ fn dispatch<R: Read, W: Write>(
             writer.send(&ServerFrame::Exported)?;
             Ok(())
         }
-        (Service::Gpg, Op::Sign(sreq)) => sign(vault, source, &sreq, reader, writer),
+        (Service::Gpg, Op::Sign(sreq)) => sign(vault, &policy, source, &sreq, reader, writer),
         (_, Op::Checkpoint { old_size }) => {
             let (checkpoint, proof) = vault
                 .log
@@ -250,12 +254,14 @@ impl<W: Write> Write for OutputSink<'_, W> {
 
 fn sign<R: Read, W: Write>(
     vault: &Vault,
+    policy: &Policy,
     source: &QubeName,
     req: &SignRequest,
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(Refusal::from)?;
+    let visible = |k: &StoredKey| policy.visible(source.as_str(), &identity(k));
+    let key = vault.keystore.signing_key(req.key.as_deref(), visible).map_err(Refusal::from)?;
     let op = match req.mode {
         SignMode::Detached => Operation::SignDetached,
         SignMode::Cleartext => Operation::SignCleartext,
@@ -268,7 +274,7 @@ fn sign<R: Read, W: Write>(
             format!("the vault's policy does not allow {} with key {primary} for qube {source}", op.name()),
         )
     };
-    let rule = vault.policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
+    let rule = policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
     if rule.confirm == Confirm::Deny {
         return Err(denied().into());
     }
@@ -328,14 +334,11 @@ fn sign<R: Read, W: Write>(
         Confirm::Allow => format!("allow (policy line {})", rule.line),
         Confirm::Deny => return Err(denied().into()),
         Confirm::Ask { auto_accept } => {
-            let state = |e: std::io::Error| Refusal::new(ErrorCode::Internal, format!("policy state: {e}"));
-            if vault.gate.auto_accepted(source.as_str(), &primary).map_err(state)? {
-                format!("ask: auto-accepted (policy line {})", rule.line)
-            } else {
-                let _pending = vault.gate.begin_question(source.as_str()).map_err(state)?.ok_or_else(|| {
-                    Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending"))
-                })?;
-                let digest = job.data_digest().map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+            let ask = || {
+                let digest = match job.data_digest() {
+                    Ok(d) => d,
+                    Err(e) => return Answer::Failed(format!("data digest: {e}")),
+                };
                 let uid = key
                     .stored
                     .cert
@@ -353,25 +356,13 @@ fn sign<R: Read, W: Write>(
                     hash_algo: &hash_name,
                     client_hashed: job.client_hashed(),
                 };
-                match confirm::ask(&vault.policy.confirm, &q) {
-                    Answer::Approved => {
-                        if let Some(w) = auto_accept {
-                            vault.gate.approve(source.as_str(), &primary, w).map_err(state)?;
-                        }
-                        format!("ask: approved (policy line {})", rule.line)
-                    }
-                    Answer::Denied => {
-                        return Err(Refusal::new(ErrorCode::Denied, "the request was denied in the vault").into())
-                    }
-                    Answer::TimedOut => {
-                        return Err(Refusal::new(ErrorCode::Denied, "the confirmation timed out in the vault").into())
-                    }
-                    Answer::Failed(e) => {
-                        tracing::warn!("confirmation command failed: {e}");
-                        return Err(Refusal::new(ErrorCode::Denied, "the vault could not ask for confirmation").into());
-                    }
-                }
-            }
+                confirm::ask(&policy.confirm, &q)
+            };
+            let settled = vault
+                .gate
+                .confirm(source.as_str(), &primary, &rule.id, auto_accept, ask)
+                .map_err(|e| Refusal::new(ErrorCode::Internal, format!("policy state: {e}")))?;
+            confirmation_decision(settled, rule.line, source)?
         }
     };
     let created = SystemTime::now();
@@ -430,4 +421,25 @@ fn sign<R: Read, W: Write>(
         log_key: vault.log.verifier().encode(),
     }))?;
     Ok(())
+}
+
+/// The log's `decision` for a settled question, or the caller's refusal.
+fn confirmation_decision(settled: Confirmation, line: usize, source: &QubeName) -> Result<String, Refusal> {
+    let denied = |why: &str| Err(Refusal::new(ErrorCode::Denied, why));
+    match settled {
+        Confirmation::AutoAccepted => Ok(format!("ask: auto-accepted (policy line {line})")),
+        Confirmation::Asked(Answer::Approved) => Ok(format!("ask: approved (policy line {line})")),
+        Confirmation::RememberedNo => {
+            denied("the request was denied in the vault (a \"no\" to this request is remembered for a while)")
+        }
+        Confirmation::Pending => {
+            Err(Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending")))
+        }
+        Confirmation::Asked(Answer::Denied) => denied("the request was denied in the vault"),
+        Confirmation::Asked(Answer::TimedOut) => denied("the confirmation timed out in the vault"),
+        Confirmation::Asked(Answer::Failed(e)) => {
+            tracing::warn!("confirmation command failed: {e}");
+            denied("the vault could not ask for confirmation")
+        }
+    }
 }
