@@ -230,16 +230,20 @@ impl Keystore {
 
     /// Picks the signing key for a selector as gpg does: the first matching
     /// certificate, then its newest valid signing-capable key with secret material,
-    /// unless the selector names a (sub)key exactly with `!`.
-    pub fn signing_key(&self, selector: Option<&str>) -> Result<SigningKey<'_>, SelectError> {
+    /// unless the selector names a (sub)key exactly with `!`. Only keys the
+    /// caller may see are candidates: a hidden key gets the answer of a key the
+    /// vault does not hold, and its expiry or revocation is never told.
+    pub fn signing_key(
+        &self,
+        selector: Option<&str>,
+        visible: impl Fn(&StoredKey) -> bool,
+    ) -> Result<SigningKey<'_>, SelectError> {
+        let mut candidates = self.keys.iter().filter(|k| visible(k));
         let stored = match selector {
-            None => self.keys.first().ok_or(SelectError::Empty)?,
+            None => candidates.next().ok_or(SelectError::Empty)?,
             Some(s) => {
                 let spec = Spec::parse(s);
-                self.keys
-                    .iter()
-                    .find(|k| cert_matches(&k.cert, &spec))
-                    .ok_or_else(|| SelectError::NoMatch(s.to_owned()))?
+                candidates.find(|k| cert_matches(&k.cert, &spec)).ok_or_else(|| SelectError::NoMatch(s.to_owned()))?
             }
         };
         let p = policy();

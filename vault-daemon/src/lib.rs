@@ -20,6 +20,7 @@ pub mod keystore;
 pub mod lifecycle;
 pub mod log;
 pub mod policy;
+pub mod policy_file;
 pub mod record;
 pub mod select;
 pub mod server;

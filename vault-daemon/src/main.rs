@@ -17,7 +17,8 @@ use qvault::cli::{Cli, Cmd, LogCmd, PolicyCmd};
 use qvault::gate::Gate;
 use qvault::home::Home;
 use qvault::keystore::{Keystore, Origin};
-use qvault::policy::{self, Policy};
+use qvault::policy::Policy;
+use qvault::policy_file::{self, PolicyFile};
 use qvault::session::{self, Service, Vault};
 use qvault::{fsutil, harden, keygen, log, server};
 
@@ -65,34 +66,20 @@ fn open_vault(home: &Home, opener: Opener) -> anyhow::Result<Vault> {
         // Reads what the newest durable checkpoint covers, beside a running daemon.
         Opener::Admin => log::Log::open_with(&home.log_dir(), log::Access::ReadOnly, Duration::ZERO)?,
     };
+    // Serving openers read the policy file at the start of every call.
+    let file = || PolicyFile::new(home.policy_path(), &home.state_dir());
     let (policy, gate) = match opener {
-        Opener::Admin => (Policy { rules: Vec::new(), confirm: policy::default_confirm() }, Gate::in_memory()),
-        Opener::Daemon => (load_policy(home, &log)?, Gate::in_memory()),
-        Opener::Exec => (load_policy(home, &log)?, Gate::on_disk(home.state_dir())?),
+        Opener::Admin => (PolicyFile::fixed(policy_file::empty()), Gate::in_memory()),
+        Opener::Daemon => (file(), Gate::in_memory()),
+        Opener::Exec => (file(), Gate::on_disk(home.state_dir())?),
     };
-    Ok(Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate })
-}
-
-/// Reads and validates the policy, and logs it when it changed since last seen.
-fn load_policy(home: &Home, log: &log::Log) -> anyhow::Result<Policy> {
-    let path = home.policy_path();
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the policy {}", path.display()))?;
-    let policy = Policy::parse(&text).with_context(|| format!("invalid policy {}", path.display()))?;
-    record_policy(home, log, &text)?;
-    Ok(policy)
-}
-
-/// Logs the policy's digest when it differs from the last one logged.
-fn record_policy(home: &Home, log: &log::Log, text: &str) -> anyhow::Result<()> {
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
-    let seen = home.state_dir().join("policy-digest");
-    if std::fs::read_to_string(&seen).ok().as_deref() != Some(digest.as_str()) {
-        let policy_digest = digest.clone();
-        log.append(None, |_| Ok((qvault_attest::Event::PolicyChanged { policy_digest }, ())))?;
-        fsutil::ensure_private_dir(&home.state_dir())?;
-        fsutil::write_private(&seen, digest.as_bytes())?;
+    let vault = Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate };
+    if opener == Opener::Daemon {
+        // A daemon does not start on a policy it could not serve under (later
+        // breakage only refuses calls until the file is fixed).
+        vault.policy.current(&vault.log)?;
     }
-    Ok(())
+    Ok(vault)
 }
 
 /// Exactly one key matching a selector.
@@ -127,7 +114,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             };
             home.init(&name, !no_confirm)?;
             let log = log::Log::create(&home.log_dir(), &name)?;
-            record_policy(&home, &log, &std::fs::read_to_string(home.policy_path())?)?;
+            policy_file::record_text(&log, &home.state_dir(), &std::fs::read_to_string(home.policy_path())?)?;
             println!("log key: {}", log.verifier().encode());
             println!("initialized vault {name:?} in {}", home.root().display());
         }

@@ -53,6 +53,10 @@ pub enum Confirm {
 pub struct Rule {
     /// 1-based line of the rule in the file, for messages.
     pub line: usize,
+    /// What approvals and remembered answers are kept under: the rule's index
+    /// and the SHA-256 of its canonical form, so an edited, moved or other rule
+    /// never inherits an answer given under this one.
+    pub id: String,
     pub callers: Vec<String>,
     pub keys: Vec<String>,
     pub operations: Vec<Operation>,
@@ -234,15 +238,27 @@ impl Policy {
                     return Err(err(c.span(), "client_hash only applies to rules with a sign operation".into()));
                 }
             }
+            let max_data_bytes = r.max_data_bytes.map(Spanned::into_inner);
+            let rate_per_minute = r.rate_per_minute.map(Spanned::into_inner);
+            let client_hash = r.client_hash.is_some_and(|c| *c.get_ref());
+            let id = rule_id(
+                rules.len(),
+                &callers,
+                &keys,
+                &operations,
+                confirm,
+                (max_data_bytes, rate_per_minute, client_hash),
+            );
             rules.push(Rule {
                 line,
+                id,
                 callers,
                 keys,
                 operations,
                 confirm,
-                max_data_bytes: r.max_data_bytes.map(Spanned::into_inner),
-                rate_per_minute: r.rate_per_minute.map(Spanned::into_inner),
-                client_hash: r.client_hash.is_some_and(|c| *c.get_ref()),
+                max_data_bytes,
+                rate_per_minute,
+                client_hash,
             });
         }
         let confirm = match raw.confirm {
@@ -277,6 +293,40 @@ impl Policy {
     pub fn allows_key(&self, caller: &str, key: &KeyIdentity<'_>, op: Operation) -> bool {
         self.decide(caller, key, op).is_some_and(|r| r.confirm != Confirm::Deny)
     }
+
+    /// May this caller know the key exists: is some operation on it not denied?
+    /// A key the caller may not see is, to that caller, a key the vault lacks.
+    pub fn visible(&self, caller: &str, key: &KeyIdentity<'_>) -> bool {
+        Operation::ALL.iter().any(|(_, op)| self.allows_key(caller, key, *op))
+    }
+}
+
+/// `<index>:<sha256 hex>` of a rule's parsed content (not its text's layout:
+/// comments and spacing do not matter; what the rule says does).
+fn rule_id(
+    index: usize,
+    callers: &[String],
+    keys: &[String],
+    operations: &[Operation],
+    confirm: Confirm,
+    (max_data_bytes, rate_per_minute, client_hash): (Option<u64>, Option<u32>, bool),
+) -> String {
+    use sha2::{Digest, Sha256};
+    let confirm = match confirm {
+        Confirm::Allow => serde_json::json!("allow"),
+        Confirm::Deny => serde_json::json!("deny"),
+        Confirm::Ask { auto_accept } => serde_json::json!({ "ask": auto_accept.map(|d| d.as_secs()) }),
+    };
+    let canonical = serde_json::json!({
+        "caller": callers,
+        "keys": keys,
+        "operations": operations.iter().map(|o| o.name()).collect::<Vec<_>>(),
+        "confirm": confirm,
+        "max_data_bytes": max_data_bytes,
+        "rate_per_minute": rate_per_minute,
+        "client_hash": client_hash,
+    });
+    format!("{index}:{}", hex::encode(Sha256::digest(canonical.to_string().as_bytes())))
 }
 
 /// What policy matches keys against.
@@ -328,10 +378,16 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 pub fn default_policy_text(confirm: bool) -> String {
     let (mode, auto) = if confirm { ("ask", "auto_accept_seconds = 300\n") } else { ("allow", "") };
     format!(
-        r#"# qvault policy: who may do what with which key. Checked on every call.
-# Rules are tried in order; the first rule whose caller, key and operation all
-# match decides. Anything no rule allows is denied. `qvault policy check`
-# validates this file; a policy that does not validate stops the vault.
+        r#"# qvault policy: who may do what with which key. Checked on every call:
+# the vault looks at this file (its size, times and inode) at the start of each
+# call and re-reads it when it changed, so an edit applies from the next call
+# on, with no restart; each valid new version is recorded in the log ("policy
+# changed"). Rules are tried in order; the first rule whose caller, key and
+# operation all match decides. Anything no rule allows is denied, and a key a
+# qube may do nothing with is, to that qube, a key the vault does not hold.
+# `qvault policy check` validates this file. While it does not validate (or
+# cannot be read), the vault refuses every call, saying why, until it is fixed;
+# `qvault serve` does not start with it.
 version = 1
 
 # Every qube that dom0's qrexec policy lets through may list keys, export
@@ -345,8 +401,10 @@ keys = ["*"]
 operations = ["list", "export", "sign-detached", "sign-cleartext", "sign-inline"]
 # allow, deny, or ask (a question in the vault before each signature).
 confirm = "{mode}"
-# With ask: after an approval, the same qube and key sign without asking for
-# this many seconds (QUBES_GPG_AUTOACCEPT in split-gpg).
+# With ask: after an approval, the same qube and key sign under this same rule
+# without asking for this many seconds (QUBES_GPG_AUTOACCEPT in split-gpg); a
+# "no" is remembered as long, so a tool retrying in a loop is not asked again.
+# Editing the rule forgets both.
 {auto}# Optional limits:
 # max_data_bytes = 1073741824
 # rate_per_minute = 120
@@ -448,6 +506,63 @@ max_data_bytes = 10
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.message.contains(msg), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_rule_id_changes_with_what_the_rule_says_not_how_it_is_written() {
+        let one = "version = 1\n[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = [\"sign-detached\"]\nconfirm = \"ask\"\nauto_accept_seconds = 60\n";
+        let two = format!("{one}[[rule]]\ncaller = \"*\"\nkeys = \"*\"\noperations = [\"sign-cleartext\"]\nconfirm = \"ask\"\nauto_accept_seconds = 60\n");
+        let ids = |t: &str| Policy::parse(t).unwrap().rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let base = ids(&two);
+        assert_ne!(base[0], base[1]);
+        assert!(base[0].starts_with("0:") && base[0].len() == 2 + 64, "{}", base[0]);
+        // Comments, spacing and the confirm command do not change it.
+        let spaced = format!("# note\n\n{}\n[confirm]\ncommand = [\"true\"]\n", two.replace(" = ", "="));
+        assert_eq!(ids(&spaced), base);
+        // Any setting of the rule does; so does its place.
+        for edit in [
+            two.replacen("auto_accept_seconds = 60", "auto_accept_seconds = 61", 1),
+            two.replacen("keys = \"*\"", "keys = \"*@x\"", 1),
+            two.replacen("caller = \"*\"", "caller = \"w*\"", 1),
+            two.replacen("sign-detached", "sign-inline", 1),
+            two.replacen("confirm = \"ask\"\n", "confirm = \"ask\"\nmax_data_bytes = 5\n", 1),
+        ] {
+            assert_ne!(ids(&edit)[0..1], base[0..1], "{edit}");
+        }
+        let moved = format!(
+            "version = 1\n[[rule]]\ncaller = \"x\"\nkeys = \"*\"\noperations = []\nconfirm = \"deny\"\n{}",
+            &one[12..]
+        );
+        assert_ne!(ids(&moved)[1], base[0]);
+    }
+
+    #[test]
+    fn a_key_is_visible_when_some_operation_is_not_denied() {
+        let p = Policy::parse(
+            r#"version = 1
+[[rule]]
+caller = "shown"
+keys = "*"
+operations = ["export"]
+confirm = "allow"
+[[rule]]
+caller = "asked"
+keys = "*"
+operations = ["sign-inline"]
+confirm = "ask"
+[[rule]]
+caller = ["denied", "shown"]
+keys = "*"
+operations = ["list", "export", "sign-detached", "sign-cleartext", "sign-inline"]
+confirm = "deny"
+"#,
+        )
+        .unwrap();
+        let k = key("a <a@x>");
+        assert!(p.visible("shown", &k));
+        assert!(p.visible("asked", &k));
+        assert!(!p.visible("denied", &k));
+        assert!(!p.visible("unlisted", &k));
     }
 
     #[test]

@@ -17,10 +17,11 @@ use qubes_rpc::{
 use sequoia_openpgp as openpgp;
 
 use crate::confirm::{self, Answer, Question};
-use crate::gate::Gate;
+use crate::gate::{Confirmation, Gate};
 use crate::keystore::{self, Keystore, StoredKey};
 use crate::log::Log;
 use crate::policy::{Confirm, KeyIdentity, Operation, Policy};
+use crate::policy_file::PolicyFile;
 use crate::sign::{self, Notation, SignJob};
 use qvault_attest::entry::{Event, NOTATION};
 use sha2::{Digest, Sha256};
@@ -38,7 +39,8 @@ pub enum Service {
 pub struct Vault {
     pub keystore: Keystore,
     pub log: Log,
-    pub policy: Policy,
+    /// Read at the start of every call: an edit applies from the next call on.
+    pub policy: PolicyFile,
     pub gate: Gate,
 }
 
@@ -154,6 +156,8 @@ fn dispatch<R: Read, W: Write>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
+    // The policy as the file says now; a broken file refuses every call.
+    let policy = vault.policy.current(&vault.log).map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?;
     match (service, req.op) {
         (Service::Gpg, Op::ListKeys { secret, selectors }) => {
             let keys: Vec<KeyInfo> = vault
@@ -161,7 +165,7 @@ fn dispatch<R: Read, W: Write>(
                 .find(&selectors)
                 .into_iter()
                 .filter(|k| !secret || k.can_sign())
-                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::List))
+                .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::List))
                 .filter_map(StoredKey::info)
                 .collect();
             writer.send(&ServerFrame::Keys(keys))?;
@@ -173,7 +177,7 @@ fn dispatch<R: Read, W: Write>(
                 .keystore
                 .find(&selectors)
                 .into_iter()
-                .filter(|k| vault.policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
+                .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
             for k in allowed {
                 keystore::export_public(&k.cert, &mut out)
                     .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot serialize certificate: {e}")))?;
@@ -184,7 +188,7 @@ fn dispatch<R: Read, W: Write>(
             writer.send(&ServerFrame::Exported)?;
             Ok(())
         }
-        (Service::Gpg, Op::Sign(sreq)) => sign(vault, source, &sreq, reader, writer),
+        (Service::Gpg, Op::Sign(sreq)) => sign(vault, &policy, source, &sreq, reader, writer),
         (_, Op::Checkpoint { old_size }) => {
             let (checkpoint, proof) = vault
                 .log
@@ -270,26 +274,34 @@ struct Authorized<'k> {
 
 fn sign<R: Read, W: Write>(
     vault: &Vault,
+    policy: &Policy,
     source: &QubeName,
     req: &SignRequest,
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let auth = authorize(vault, source, req)?;
+    let auth = authorize(vault, policy, source, req)?;
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&auth.key, auth.rule.client_hash, auth.rule.max_data_bytes);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
     let received = receive(&mut job, &plan, auth.rule.max_data_bytes, reader)?;
-    let decision = confirm_call(vault, source, &auth, &job, received, req)?;
+    let decision = confirm_call(vault, policy, source, &auth, &job, received, req)?;
     let made = sign_and_record(vault, source, auth, job, &plan, decision, req)?;
     writer.send(&ServerFrame::Signed(made))?;
     Ok(())
 }
 
-/// Selects the key and applies the policy (rule, deny, rate limit).
-fn authorize<'v>(vault: &'v Vault, source: &QubeName, req: &SignRequest) -> Result<Authorized<'v>, Refusal> {
-    let key = vault.keystore.signing_key(req.key.as_deref()).map_err(Refusal::from)?;
+/// Selects the key among those the policy lets this caller see, and applies
+/// the policy (rule, deny, rate limit).
+fn authorize<'a>(
+    vault: &'a Vault,
+    policy: &'a Policy,
+    source: &QubeName,
+    req: &SignRequest,
+) -> Result<Authorized<'a>, Refusal> {
+    let visible = |k: &StoredKey| policy.visible(source.as_str(), &identity(k));
+    let key = vault.keystore.signing_key(req.key.as_deref(), visible).map_err(Refusal::from)?;
     let op = match req.mode {
         SignMode::Detached => Operation::SignDetached,
         SignMode::Cleartext => Operation::SignCleartext,
@@ -302,7 +314,7 @@ fn authorize<'v>(vault: &'v Vault, source: &QubeName, req: &SignRequest) -> Resu
             format!("the vault's policy does not allow {} with key {primary} for qube {source}", op.name()),
         )
     };
-    let rule = vault.policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
+    let rule = policy.decide(source.as_str(), &identity(key.stored), op).ok_or_else(denied)?;
     if rule.confirm == Confirm::Deny {
         return Err(denied());
     }
@@ -364,9 +376,11 @@ fn receive<R: Read>(
     }
 }
 
-/// Asks in the vault when the rule says so; returns the decision as logged.
+/// Asks in the vault when the rule says so (or takes the answer remembered
+/// for this caller, key and rule); returns the decision as logged.
 fn confirm_call(
     vault: &Vault,
+    policy: &Policy,
     source: &QubeName,
     auth: &Authorized<'_>,
     job: &SignJob,
@@ -379,46 +393,36 @@ fn confirm_call(
         Confirm::Deny => return Err(Refusal::new(ErrorCode::Denied, "denied by the vault's policy")),
         Confirm::Ask { auto_accept } => auto_accept,
     };
-    let state = |e: std::io::Error| Refusal::new(ErrorCode::Internal, format!("policy state: {e}"));
-    if vault.gate.auto_accepted(source.as_str(), &auth.primary).map_err(state)? {
-        return Ok(format!("ask: auto-accepted (policy line {})", rule.line));
-    }
-    let _pending = vault.gate.begin_question(source.as_str()).map_err(state)?.ok_or_else(|| {
-        Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending"))
-    })?;
-    let digest = job.data_digest().map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-    let uid = auth
-        .key
-        .stored
-        .cert
-        .userids()
-        .next()
-        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
-        .unwrap_or_default();
-    let q = Question {
-        caller: source.as_str(),
-        key: &auth.primary,
-        userid: &uid,
-        operation: auth.op.name(),
-        size: received,
-        digest: &hex::encode(digest),
-        hash_algo: &hash_name(req),
-        client_hashed: job.client_hashed(),
+    let ask = || {
+        let digest = match job.data_digest() {
+            Ok(d) => d,
+            Err(e) => return Answer::Failed(format!("data digest: {e}")),
+        };
+        let uid = auth
+            .key
+            .stored
+            .cert
+            .userids()
+            .next()
+            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .unwrap_or_default();
+        let q = Question {
+            caller: source.as_str(),
+            key: &auth.primary,
+            userid: &uid,
+            operation: auth.op.name(),
+            size: received,
+            digest: &hex::encode(digest),
+            hash_algo: &hash_name(req),
+            client_hashed: job.client_hashed(),
+        };
+        confirm::ask(&policy.confirm, &q)
     };
-    match confirm::ask(&vault.policy.confirm, &q) {
-        Answer::Approved => {
-            if let Some(w) = auto_accept {
-                vault.gate.approve(source.as_str(), &auth.primary, w).map_err(state)?;
-            }
-            Ok(format!("ask: approved (policy line {})", rule.line))
-        }
-        Answer::Denied => Err(Refusal::new(ErrorCode::Denied, "the request was denied in the vault")),
-        Answer::TimedOut => Err(Refusal::new(ErrorCode::Denied, "the confirmation timed out in the vault")),
-        Answer::Failed(e) => {
-            tracing::warn!("confirmation command failed: {e}");
-            Err(Refusal::new(ErrorCode::Denied, "the vault could not ask for confirmation"))
-        }
-    }
+    let settled = vault
+        .gate
+        .confirm(source.as_str(), &auth.primary, &rule.id, auto_accept, ask)
+        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("policy state: {e}")))?;
+    confirmation_decision(settled, rule.line, source)
 }
 
 fn hash_name(req: &SignRequest) -> String {
@@ -492,4 +496,25 @@ fn sign_and_record(
         receipt: receipt.encode(),
         log_key: vault.log.verifier().encode(),
     })
+}
+
+/// The log's `decision` for a settled question, or the caller's refusal.
+fn confirmation_decision(settled: Confirmation, line: usize, source: &QubeName) -> Result<String, Refusal> {
+    let denied = |why: &str| Err(Refusal::new(ErrorCode::Denied, why));
+    match settled {
+        Confirmation::AutoAccepted => Ok(format!("ask: auto-accepted (policy line {line})")),
+        Confirmation::Asked(Answer::Approved) => Ok(format!("ask: approved (policy line {line})")),
+        Confirmation::RememberedNo => {
+            denied("the request was denied in the vault (a \"no\" to this request is remembered for a while)")
+        }
+        Confirmation::Pending => {
+            Err(Refusal::new(ErrorCode::Denied, format!("a confirmation for qube {source} is already pending")))
+        }
+        Confirmation::Asked(Answer::Denied) => denied("the request was denied in the vault"),
+        Confirmation::Asked(Answer::TimedOut) => denied("the confirmation timed out in the vault"),
+        Confirmation::Asked(Answer::Failed(e)) => {
+            tracing::warn!("confirmation command failed: {e}");
+            denied("the vault could not ask for confirmation")
+        }
+    }
 }
