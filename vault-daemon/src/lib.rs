@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod cli;
 pub mod confirm;
+pub mod exec;
 pub mod fsutil;
 pub mod gate;
 pub mod harden;

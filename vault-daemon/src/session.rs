@@ -34,6 +34,26 @@ pub enum Service {
     LogRead,
 }
 
+impl Service {
+    /// The service a qrexec service name (without its `+argument`) names, or
+    /// the refusal every serving mode answers for a name that is not ours.
+    pub fn named(name: &str) -> Result<Service, RpcError> {
+        match name {
+            qubes_rpc::transport::SERVICE_GPG => Ok(Service::Gpg),
+            qubes_rpc::transport::SERVICE_LOG_READ => Ok(Service::LogRead),
+            other => Err(RpcError::new(
+                ErrorCode::Denied,
+                format!(
+                    "unknown service {:?}: this vault serves {} and {}",
+                    other.chars().take(80).collect::<String>(),
+                    qubes_rpc::transport::SERVICE_GPG,
+                    qubes_rpc::transport::SERVICE_LOG_READ
+                ),
+            )),
+        }
+    }
+}
+
 /// Everything a call needs, shared between calls.
 pub struct Vault {
     pub keystore: Keystore,
