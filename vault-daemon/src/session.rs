@@ -151,19 +151,23 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
         let e = qubes_rpc::messages::RequestError::Version(v);
         return Err(Refusal::new(ErrorCode::UnsupportedVersion, e.to_string()).into());
     }
-    match qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)? {
-        ClientFrame::Request(req) => {
-            req.validate().map_err(|e| {
-                let code = match e {
-                    qubes_rpc::messages::RequestError::Version(_) => ErrorCode::UnsupportedVersion,
-                    _ => ErrorCode::BadRequest,
-                };
-                Refusal::new(code, e.to_string())
-            })?;
-            Ok(Some(req))
-        }
-        _ => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+    let req = match qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)? {
+        ClientFrame::Request(req) => req,
+        _ => return Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+    };
+    req.validate().map_err(|e| {
+        let code = match e {
+            qubes_rpc::messages::RequestError::Version(_) => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::BadRequest,
+        };
+        Refusal::new(code, e.to_string())
+    })?;
+    // A call is one request; only a signature's data follows it. Bytes that
+    // came with a request that takes none are refused, not left unread.
+    if !matches!(req.op, Op::Sign(_)) && !reader.get_mut().buffer().is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "bytes after a request that takes no data").into());
     }
+    Ok(Some(req))
 }
 
 fn dispatch<R: Read, W: Write>(
@@ -343,6 +347,11 @@ fn sign<R: Read, W: Write>(
             }
             None => return Err(FrameError::Truncated.into()),
         }
+    }
+    // The vault reads nothing after the data ends: bytes that came with End or
+    // a hash state are refused, not left unread.
+    if !reader.get_mut().buffer().is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "bytes after the end of the data").into());
     }
     let decision = match rule.confirm {
         Confirm::Allow => format!("allow (policy line {})", rule.line),
