@@ -5,6 +5,8 @@
 //!   requests that decode but fail `Request::validate`, and hand-made hostile
 //!   byte streams (oversized and truncated lengths, trailing bytes, unknown
 //!   variants, huge claimed vector lengths, overlong varints, descriptors).
+//! - `calls DIR`: whole calls for the `serve_call` target (sign in each mode,
+//!   with client-side hashing, list, export, checkpoint, log read, one cut short).
 //! - `rekey-log EXPORT OUT`: a real log export with its first entry and every
 //!   checkpoint re-made for the fuzz targets' fixed log key (seed `[7; 32]`,
 //!   name `fuzz.invalid/log`); the other entries keep their exact bytes.
@@ -94,6 +96,61 @@ fn frames(dir: &Path) -> Res<()> {
     w("desc-bad-source", &[b"qvault.Gpg 1-bad/../x\0".as_slice(), &end].concat())?;
     w("desc-no-space", b"qvault.LogRead\0")?;
     w("desc-too-long", &[b"qvault.Gpg ".as_slice(), &[b'a'; 300], b"\0"].concat())?;
+    Ok(())
+}
+
+/// Whole calls for the `serve_call` target: the caller's every byte, for
+/// each operation a client can ask for, and the same calls cut short.
+fn calls(dir: &Path) -> Res<()> {
+    fs::create_dir_all(dir)?;
+    let w = |name: &str, bytes: &[u8]| fs::write(dir.join(name), bytes);
+    let data = b"hello world\nline two  \r\n\tend\n";
+    let signing = |mode, text, digest, client_hash| {
+        req(Op::Sign(SignRequest {
+            key: None,
+            mode,
+            armor: true,
+            digest,
+            text,
+            known_log_size: Some(1),
+            client_hash,
+        }))
+    };
+    let detached = enc(&[signing(SignMode::Detached, false, None, false), ClientFrame::Data(data), ClientFrame::End]);
+    w("sign-detached", &detached)?;
+    w(
+        "sign-cleartext-sha512",
+        &enc(&[signing(SignMode::Cleartext, true, Some(HashAlgo::Sha512), false), ClientFrame::Data(data), ClientFrame::End]),
+    )?;
+    w(
+        "sign-inline-two-chunks",
+        &enc(&[
+            signing(SignMode::Inline, false, None, false),
+            ClientFrame::Data(&data[..7]),
+            ClientFrame::Data(&data[7..]),
+            ClientFrame::End,
+        ]),
+    )?;
+    // Client-side hashing: a chaining value after one block (any 32 bytes: the
+    // vault cannot check it against data it never sees), then a tail.
+    let state = qubes_rpc::HashState {
+        algo: HashAlgo::Sha256,
+        state: vec![0x5a; 32],
+        tail: b"tail".to_vec(),
+        len: 68,
+    };
+    w(
+        "sign-client-hash",
+        &enc(&[signing(SignMode::Detached, false, Some(HashAlgo::Sha256), true), ClientFrame::HashState(state)]),
+    )?;
+    w("sign-by-key", &enc(&[req(sign(Some("seed@example.org".into()))), ClientFrame::Data(data), ClientFrame::End]))?;
+    w("list-secret", &enc(&[req(Op::ListKeys { secret: true, selectors: vec![] })]))?;
+    w("list-public-selector", &enc(&[req(Op::ListKeys { secret: false, selectors: vec!["Fuzz".into()] })]))?;
+    w("export", &enc(&[req(Op::ExportPublic { selectors: vec![] })]))?;
+    w("checkpoint", &enc(&[req(Op::Checkpoint { old_size: None })]))?;
+    w("checkpoint-old", &enc(&[req(Op::Checkpoint { old_size: Some(1) })]))?;
+    w("log-read", &enc(&[req(Op::ExportLog)]))?;
+    w("sign-truncated", &detached[..detached.len() - 3])?;
     Ok(())
 }
 
@@ -196,12 +253,13 @@ fn main() -> Res<()> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["frames", dir] => frames(Path::new(dir)),
+        ["calls", dir] => calls(Path::new(dir)),
         ["rekey-log", export, out] => rekey_log(Path::new(export), Path::new(out)),
         ["rekey-receipt", export, receipt, out] => rekey_receipt(Path::new(export), Path::new(receipt), Path::new(out)),
         ["verifier"] => {
             println!("{}", verifier().encode());
             Ok(())
         }
-        _ => Err("usage: seedgen frames DIR | rekey-log EXPORT OUT | rekey-receipt EXPORT RECEIPT OUT | verifier".into()),
+        _ => Err("usage: seedgen frames DIR | calls DIR | rekey-log EXPORT OUT | rekey-receipt EXPORT RECEIPT OUT | verifier".into()),
     }
 }
