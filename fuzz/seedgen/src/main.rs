@@ -106,21 +106,17 @@ fn calls(dir: &Path) -> Res<()> {
     let w = |name: &str, bytes: &[u8]| fs::write(dir.join(name), bytes);
     let data = b"hello world\nline two  \r\n\tend\n";
     let signing = |mode, text, digest, client_hash| {
-        req(Op::Sign(SignRequest {
-            key: None,
-            mode,
-            armor: true,
-            digest,
-            text,
-            known_log_size: Some(1),
-            client_hash,
-        }))
+        req(Op::Sign(SignRequest { key: None, mode, armor: true, digest, text, known_log_size: Some(1), client_hash }))
     };
     let detached = enc(&[signing(SignMode::Detached, false, None, false), ClientFrame::Data(data), ClientFrame::End]);
     w("sign-detached", &detached)?;
     w(
         "sign-cleartext-sha512",
-        &enc(&[signing(SignMode::Cleartext, true, Some(HashAlgo::Sha512), false), ClientFrame::Data(data), ClientFrame::End]),
+        &enc(&[
+            signing(SignMode::Cleartext, true, Some(HashAlgo::Sha512), false),
+            ClientFrame::Data(data),
+            ClientFrame::End,
+        ]),
     )?;
     w(
         "sign-inline-two-chunks",
@@ -133,12 +129,7 @@ fn calls(dir: &Path) -> Res<()> {
     )?;
     // Client-side hashing: a chaining value after one block (any 32 bytes: the
     // vault cannot check it against data it never sees), then a tail.
-    let state = qubes_rpc::HashState {
-        algo: HashAlgo::Sha256,
-        state: vec![0x5a; 32],
-        tail: b"tail".to_vec(),
-        len: 68,
-    };
+    let state = qubes_rpc::HashState { algo: HashAlgo::Sha256, state: vec![0x5a; 32], tail: b"tail".to_vec(), len: 68 };
     w(
         "sign-client-hash",
         &enc(&[signing(SignMode::Detached, false, Some(HashAlgo::Sha256), true), ClientFrame::HashState(state)]),
@@ -180,7 +171,9 @@ fn rekey(export: &[u8]) -> Res<Rekeyed> {
             Record::Entry(bytes) => {
                 let bytes = if tree.size() == 0 {
                     let mut e = Entry::parse(&bytes, 0)?;
-                    let Event::LogCreated { vault, .. } = e.event else { return Err("entry 0 is not log_created".into()) };
+                    let Event::LogCreated { vault, .. } = e.event else {
+                        return Err("entry 0 is not log_created".into());
+                    };
                     e.event = Event::LogCreated { vault, origin: LOG_NAME.to_owned(), log_key: verifier().encode() };
                     e.encode()
                 } else {
