@@ -65,6 +65,11 @@ Log filter for messages on standard error, e.g. \fBinfo\fR or \fBdebug\fR
 .TP
 .B QREXEC_REMOTE_DOMAIN
 For \fBrpc\fR (exec-service mode): the calling qube, set by qrexec.
+.TP
+.B QREXEC_SERVICE_FULL_NAME
+For \fBrpc\fR: the service called (\fBqvault.Gpg\fR or \fBqvault.LogRead\fR,
+with any \fB+\fIargument\fR), set by qrexec. Without it, or for another
+service, the call is refused.
 .SH FILES
 .TP
 .I /var/lib/qvault
@@ -80,6 +85,10 @@ The socket the service listens on.
 Symbolic links to the socket, where qrexec looks for the services.
 .SH "EXIT STATUS"
 0 on success, 2 on any error (the message is on standard error).
+\fBrpc\fR also exits 3 when it refuses a call (no or an unknown service name)
+and 4 when it ends a call because the caller sent or read nothing for
+\fB\-\-io\-timeout\fR seconds; the caller gets an \fBError\fR frame where it
+can still be sent.
 .SH EXAMPLES
 Set up the vault (in the vault qube, once):
 .PP

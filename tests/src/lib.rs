@@ -204,6 +204,33 @@ impl World {
         self.socket = None;
     }
 
+    /// `qvault rpc` as qrexec starts it for one exec-service call: `service`
+    /// in `QREXEC_SERVICE_FULL_NAME` (`None`: not set), the caller in
+    /// `QREXEC_REMOTE_DOMAIN`, no network (as `serve_with` runs the daemon).
+    pub fn rpc(&self, service: Option<&str>, extra: &[&str]) -> Command {
+        let mut c = if can_unshare_net() {
+            let mut c = Command::new("unshare");
+            c.arg("-n").arg("--").arg(bin("qvault"));
+            c
+        } else {
+            Command::new(bin("qvault"))
+        };
+        c.arg("rpc").arg("--home").arg(&self.vault_home).args(extra);
+        if !can_unshare_net() {
+            c.arg("--allow-network");
+        }
+        c.env("QVAULT_LOG", "warn").env("QREXEC_REMOTE_DOMAIN", &self.source).env_remove("QREXEC_SERVICE_FULL_NAME");
+        if let Some(s) = service {
+            c.env("QREXEC_SERVICE_FULL_NAME", s);
+        }
+        c
+    }
+
+    /// Entries in the vault's log, read from its files (no lock taken).
+    pub fn log_entries(&self) -> u64 {
+        std::fs::metadata(self.vault_home.join("log/tree/00")).map_or(0, |m| m.len() / 32)
+    }
+
     /// The log's verifier key string.
     pub fn log_key(&self) -> String {
         let o = run(&mut self.qvault(&["log", "key"]));
@@ -425,6 +452,12 @@ pub fn raw_call(w: &World, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     out
+}
+
+/// One exec-service call of `qvault.Gpg` (`qvault rpc`) as the `work` qube:
+/// `bytes` are the caller's whole input; stdout holds every byte of the answer.
+pub fn exec_call(w: &World, bytes: &[u8]) -> Output {
+    run_with_input(&mut w.rpc(Some("qvault.Gpg"), &[]), bytes)
 }
 
 /// Every answer frame in `bytes`; panics on a malformed answer or a partial frame.

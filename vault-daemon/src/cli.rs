@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Seconds a call may wait for its peer, under `serve` and `rpc` alike.
+pub const DEFAULT_IO_TIMEOUT: u64 = 60;
+
 /// Reasons `qvault revoke` records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Reason {
@@ -118,7 +121,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = 32)]
         max_calls: usize,
         /// Seconds a call may wait for its peer before it is dropped
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = DEFAULT_IO_TIMEOUT)]
         io_timeout: u64,
         /// Start even though a network interface other than loopback is up (the
         /// vault is meant to have no network)
@@ -135,10 +138,19 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
-    /// Serve one call on stdin/stdout (qrexec exec-service mode).
+    /// Serve one call on stdin/stdout (qrexec exec-service mode); the service
+    /// comes from QREXEC_SERVICE_FULL_NAME, the caller from QREXEC_REMOTE_DOMAIN.
     Rpc {
         #[command(flatten)]
         home: HomeArg,
+        /// Seconds the call may wait for its caller (each read from stdin, each
+        /// write to stdout) before it is ended
+        #[arg(long, default_value_t = DEFAULT_IO_TIMEOUT)]
+        io_timeout: u64,
+        /// Serve even though a network interface other than loopback is up (the
+        /// vault is meant to have no network)
+        #[arg(long)]
+        allow_network: bool,
     },
     /// The attestation log.
     Log {

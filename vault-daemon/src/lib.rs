@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod confirm;
 pub mod criticality;
+pub mod exec;
 pub mod fsutil;
 pub mod gate;
 pub mod harden;

@@ -19,8 +19,8 @@ use qvault::home::Home;
 use qvault::keystore::{Keystore, Origin};
 use qvault::policy::Policy;
 use qvault::policy_file::{self, PolicyFile};
-use qvault::session::{self, Service, Vault};
-use qvault::{fsutil, harden, keygen, log, server};
+use qvault::session::Vault;
+use qvault::{exec, fsutil, harden, keygen, log, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,10 +39,32 @@ fn main() -> ExitCode {
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("qvault: {e:#}");
-            ExitCode::from(2)
+            let (message, code) = failure(&e);
+            eprintln!("qvault: {message}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// Every error's message and exit code, in one place (the man page's EXIT
+/// STATUS lists the codes): 3 an exec-service call refused (no or an unknown
+/// service), 4 an exec-service call ended because its caller stalled, 2 any
+/// other error.
+fn failure(e: &anyhow::Error) -> (String, u8) {
+    let code = match e.downcast_ref::<exec::ExecError>() {
+        Some(exec::ExecError::Refused(_)) => 3,
+        Some(exec::ExecError::TimedOut(_)) => 4,
+        Some(exec::ExecError::Call(_)) | None => 2,
+    };
+    (format!("{e:#}"), code)
+}
+
+/// An exec-service call's caller and vault, in a hardened process.
+fn start_exec(home: Option<std::path::PathBuf>, allow_network: bool) -> anyhow::Result<(qubes_rpc::QubeName, Vault)> {
+    let source = qubes_rpc::transport::remote_domain_from_env()?;
+    let home = Home::resolve(home)?;
+    harden::prepare_to_serve(allow_network)?;
+    Ok((source, open_vault(&home, Opener::Exec)?))
 }
 
 /// How long a command waits for another process holding the log.
@@ -208,19 +230,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Serve { home, socket, max_calls, io_timeout, allow_network } => {
             let home = Home::resolve(home.home)?;
-            for w in harden::harden_process() {
-                tracing::warn!("{w}");
-            }
-            let up = harden::non_loopback_up();
-            if !up.is_empty() {
-                anyhow::ensure!(
-                    allow_network,
-                    "network interfaces are up ({}): a vault is meant to have no network; \
-                     give it no netvm, or pass --allow-network",
-                    up.join(", ")
-                );
-                tracing::warn!(interfaces = %up.join(","), "starting with network interfaces up (--allow-network)");
-            }
+            harden::prepare_to_serve(allow_network)?;
             let vault = open_vault(&home, Opener::Daemon)?;
             anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
             let interfaces = log::interfaces();
@@ -288,29 +298,36 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 println!("{}", log::Log::recover(&home.log_dir(), LOG_WAIT)?);
             }
         },
-        Cmd::Rpc { home } => {
-            let home = Home::resolve(home.home)?;
-            let vault = match open_vault(&home, Opener::Exec) {
+        Cmd::Rpc { home, io_timeout, allow_network } => {
+            let mut out = exec::Stdout::new(Duration::from_secs(io_timeout.max(1)))?;
+            let full_name = match std::env::var("QREXEC_SERVICE_FULL_NAME") {
+                Ok(s) => Some(s),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => Some("(not UTF-8)".to_owned()),
+            };
+            let service = match exec::service_from_env(full_name.as_deref()) {
+                Ok(s) => s,
+                Err(refusal) => {
+                    let why = refusal.message.clone();
+                    exec::refuse(&mut out, refusal);
+                    return Err(exec::ExecError::Refused(why).into());
+                }
+            };
+            let (source, vault) = match start_exec(home.home, allow_network) {
                 Ok(v) => v,
                 Err(e) => {
                     // qrexec shows the caller nothing but our stdout: say why there.
-                    let mut w = qubes_rpc::FrameWriter::new(std::io::stdout().lock());
-                    let _ = w.send(&qubes_rpc::ServerFrame::Error(qubes_rpc::RpcError::new(
-                        qubes_rpc::ErrorCode::Unavailable,
-                        "the vault cannot serve: see its log (qvault rpc failed to start)",
-                    )));
-                    let _ = w.flush();
+                    exec::refuse(
+                        &mut out,
+                        qubes_rpc::RpcError::new(
+                            qubes_rpc::ErrorCode::Unavailable,
+                            "the vault cannot serve: see its log (qvault rpc failed to start)",
+                        ),
+                    );
                     return Err(e);
                 }
             };
-            let source = qubes_rpc::transport::remote_domain_from_env()?;
-            let service = match std::env::var("QREXEC_SERVICE_FULL_NAME").ok().as_deref().map(|s| s.split('+').next()) {
-                Some(Some(qubes_rpc::transport::SERVICE_LOG_READ)) => Service::LogRead,
-                _ => Service::Gpg,
-            };
-            let stdin = std::io::stdin();
-            let stdout = std::io::stdout();
-            session::serve_call(&vault, service, &source, stdin.lock(), stdout.lock())?;
+            exec::serve(&vault, service, &source, out)?;
         }
     }
     Ok(())

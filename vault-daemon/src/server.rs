@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use qubes_rpc::transport::{read_descriptor, SERVICE_GPG, SERVICE_LOG_READ};
+use qubes_rpc::transport::read_descriptor;
+use qubes_rpc::{FrameWriter, ServerFrame};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
@@ -92,10 +93,15 @@ fn call(vault: &Vault, stream: std::os::unix::net::UnixStream, timeout: Duration
     // Small: it holds the descriptor and the first frames; large reads bypass it.
     let mut r = std::io::BufReader::with_capacity(4096, &stream);
     let (svc, source) = read_descriptor(&mut r)?;
-    let service = match svc.name.as_str() {
-        SERVICE_GPG => Service::Gpg,
-        SERVICE_LOG_READ => Service::LogRead,
-        other => anyhow::bail!("unknown service {other:?}"),
+    let service = match Service::named(&svc.name) {
+        Ok(s) => s,
+        Err(refusal) => {
+            // The caller sees nothing but what we write: say why there too.
+            let mut w = FrameWriter::new(&stream);
+            let _ = w.send(&ServerFrame::Error(refusal.clone()));
+            let _ = w.flush();
+            anyhow::bail!("{}", refusal.message);
+        }
     };
     serve_call(vault, service, &source, r, &stream)?;
     Ok(())

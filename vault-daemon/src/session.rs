@@ -35,6 +35,26 @@ pub enum Service {
     LogRead,
 }
 
+impl Service {
+    /// The service a qrexec service name (without its `+argument`) names, or
+    /// the refusal every serving mode answers for a name that is not ours.
+    pub fn named(name: &str) -> Result<Service, RpcError> {
+        match name {
+            qubes_rpc::transport::SERVICE_GPG => Ok(Service::Gpg),
+            qubes_rpc::transport::SERVICE_LOG_READ => Ok(Service::LogRead),
+            other => Err(RpcError::new(
+                ErrorCode::Denied,
+                format!(
+                    "unknown service {:?}: this vault serves {} and {}",
+                    other.chars().take(80).collect::<String>(),
+                    qubes_rpc::transport::SERVICE_GPG,
+                    qubes_rpc::transport::SERVICE_LOG_READ
+                ),
+            )),
+        }
+    }
+}
+
 /// Everything a call needs, shared between calls.
 pub struct Vault {
     pub keystore: Keystore,
@@ -133,19 +153,23 @@ fn read_request<R: Read>(reader: &mut FrameReader<R>) -> Result<Option<Request>,
         let e = qubes_rpc::messages::RequestError::Version(v);
         return Err(Refusal::new(ErrorCode::UnsupportedVersion, e.to_string()).into());
     }
-    match qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)? {
-        ClientFrame::Request(req) => {
-            req.validate().map_err(|e| {
-                let code = match e {
-                    qubes_rpc::messages::RequestError::Version(_) => ErrorCode::UnsupportedVersion,
-                    _ => ErrorCode::BadRequest,
-                };
-                Refusal::new(code, e.to_string())
-            })?;
-            Ok(Some(req))
-        }
-        _ => Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+    let req = match qubes_rpc::frame::decode::<ClientFrame<'_>>(payload)? {
+        ClientFrame::Request(req) => req,
+        _ => return Err(Refusal::new(ErrorCode::BadRequest, "expected a request frame first").into()),
+    };
+    req.validate().map_err(|e| {
+        let code = match e {
+            qubes_rpc::messages::RequestError::Version(_) => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::BadRequest,
+        };
+        Refusal::new(code, e.to_string())
+    })?;
+    // A call is one request; only a signature's data follows it. Bytes that
+    // came with a request that takes none are refused, not left unread.
+    if !matches!(req.op, Op::Sign(_)) && !reader.get_mut().buffer().is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "bytes after a request that takes no data").into());
     }
+    Ok(Some(req))
 }
 
 fn dispatch<R: Read, W: Write>(
@@ -353,7 +377,7 @@ fn receive<R: Read>(
                 }
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
             }
-            Some(ClientFrame::End) => return Ok(received),
+            Some(ClientFrame::End) => break,
             // The client hashed the data itself: allowed only when the plan
             // said so, and only in place of the data.
             Some(ClientFrame::HashState(state)) if plan.client_hash && received == 0 => {
@@ -361,7 +385,8 @@ fn receive<R: Read>(
                     return Err(too_large().into());
                 }
                 job.set_client_state(&state).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-                return Ok(state.len);
+                received = state.len;
+                break;
             }
             Some(ClientFrame::HashState(_)) => return Err(Refusal::new(
                 ErrorCode::BadRequest,
@@ -374,6 +399,12 @@ fn receive<R: Read>(
             None => return Err(FrameError::Truncated.into()),
         }
     }
+    // The vault reads nothing after the data ends: bytes that came with End or
+    // a hash state are refused, not left unread.
+    if !reader.get_mut().buffer().is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "bytes after the end of the data").into());
+    }
+    Ok(received)
 }
 
 /// Asks in the vault when the rule says so (or takes the answer remembered

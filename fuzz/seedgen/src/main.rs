@@ -5,6 +5,8 @@
 //!   requests that decode but fail `Request::validate`, and hand-made hostile
 //!   byte streams (oversized and truncated lengths, trailing bytes, unknown
 //!   variants, huge claimed vector lengths, overlong varints, descriptors).
+//! - `calls DIR`: whole calls for the `serve_call` target (sign in each mode,
+//!   with client-side hashing, list, export, checkpoint, log read, one cut short).
 //! - `rekey-log EXPORT OUT`: a real log export with its first entry and every
 //!   checkpoint re-made for the fuzz targets' fixed log key (seed `[7; 32]`,
 //!   name `fuzz.invalid/log`); the other entries keep their exact bytes.
@@ -97,6 +99,52 @@ fn frames(dir: &Path) -> Res<()> {
     Ok(())
 }
 
+/// Whole calls for the `serve_call` target: the caller's every byte, for
+/// each operation a client can ask for, and the same calls cut short.
+fn calls(dir: &Path) -> Res<()> {
+    fs::create_dir_all(dir)?;
+    let w = |name: &str, bytes: &[u8]| fs::write(dir.join(name), bytes);
+    let data = b"hello world\nline two  \r\n\tend\n";
+    let signing = |mode, text, digest, client_hash| {
+        req(Op::Sign(SignRequest { key: None, mode, armor: true, digest, text, known_log_size: Some(1), client_hash }))
+    };
+    let detached = enc(&[signing(SignMode::Detached, false, None, false), ClientFrame::Data(data), ClientFrame::End]);
+    w("sign-detached", &detached)?;
+    w(
+        "sign-cleartext-sha512",
+        &enc(&[
+            signing(SignMode::Cleartext, true, Some(HashAlgo::Sha512), false),
+            ClientFrame::Data(data),
+            ClientFrame::End,
+        ]),
+    )?;
+    w(
+        "sign-inline-two-chunks",
+        &enc(&[
+            signing(SignMode::Inline, false, None, false),
+            ClientFrame::Data(&data[..7]),
+            ClientFrame::Data(&data[7..]),
+            ClientFrame::End,
+        ]),
+    )?;
+    // Client-side hashing: a chaining value after one block (any 32 bytes: the
+    // vault cannot check it against data it never sees), then a tail.
+    let state = qubes_rpc::HashState { algo: HashAlgo::Sha256, state: vec![0x5a; 32], tail: b"tail".to_vec(), len: 68 };
+    w(
+        "sign-client-hash",
+        &enc(&[signing(SignMode::Detached, false, Some(HashAlgo::Sha256), true), ClientFrame::HashState(state)]),
+    )?;
+    w("sign-by-key", &enc(&[req(sign(Some("seed@example.org".into()))), ClientFrame::Data(data), ClientFrame::End]))?;
+    w("list-secret", &enc(&[req(Op::ListKeys { secret: true, selectors: vec![] })]))?;
+    w("list-public-selector", &enc(&[req(Op::ListKeys { secret: false, selectors: vec!["Fuzz".into()] })]))?;
+    w("export", &enc(&[req(Op::ExportPublic { selectors: vec![] })]))?;
+    w("checkpoint", &enc(&[req(Op::Checkpoint { old_size: None })]))?;
+    w("checkpoint-old", &enc(&[req(Op::Checkpoint { old_size: Some(1) })]))?;
+    w("log-read", &enc(&[req(Op::ExportLog)]))?;
+    w("sign-truncated", &detached[..detached.len() - 3])?;
+    Ok(())
+}
+
 /// The size in a checkpoint note, read without checking its signature.
 fn note_size(note: &str) -> Res<u64> {
     let text = &note[..note.find("\n\n").ok_or("checkpoint note has no blank line")? + 1];
@@ -123,7 +171,9 @@ fn rekey(export: &[u8]) -> Res<Rekeyed> {
             Record::Entry(bytes) => {
                 let bytes = if tree.size() == 0 {
                     let mut e = Entry::parse(&bytes, 0)?;
-                    let Event::LogCreated { vault, .. } = e.event else { return Err("entry 0 is not log_created".into()) };
+                    let Event::LogCreated { vault, .. } = e.event else {
+                        return Err("entry 0 is not log_created".into());
+                    };
                     e.event = Event::LogCreated { vault, origin: LOG_NAME.to_owned(), log_key: verifier().encode() };
                     e.encode()
                 } else {
@@ -196,12 +246,13 @@ fn main() -> Res<()> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["frames", dir] => frames(Path::new(dir)),
+        ["calls", dir] => calls(Path::new(dir)),
         ["rekey-log", export, out] => rekey_log(Path::new(export), Path::new(out)),
         ["rekey-receipt", export, receipt, out] => rekey_receipt(Path::new(export), Path::new(receipt), Path::new(out)),
         ["verifier"] => {
             println!("{}", verifier().encode());
             Ok(())
         }
-        _ => Err("usage: seedgen frames DIR | rekey-log EXPORT OUT | rekey-receipt EXPORT RECEIPT OUT | verifier".into()),
+        _ => Err("usage: seedgen frames DIR | calls DIR | rekey-log EXPORT OUT | rekey-receipt EXPORT RECEIPT OUT | verifier".into()),
     }
 }
