@@ -98,6 +98,21 @@ fn audit_fetches_the_log_over_logread_and_verifies_it_and_the_caller_is_the_agen
     let o = run_bounded(&mut c);
     assert!(o.status.success(), "qvault-gpg: {}\n{}", stderr(&o), real(&w).logs());
 
+    // A caller writing a header of its own: it is only data after the
+    // agent's, and the vault signs nothing for it.
+    let forged =
+        [&b"qvault.Gpg+ audit\0"[..], &frame(&qubes_rpc::ClientFrame::Request(detached_sign_request()))].concat();
+    let mut c = w.client_cmd("qrexec-client-vm");
+    c.args(["vault", "qvault.Gpg"]);
+    let o = run_with_input(&mut c, &forged);
+    assert!(
+        answers(&o.stdout)
+            .iter()
+            .all(|f| !matches!(f, qubes_rpc::ServerFrame::Ready(_) | qubes_rpc::ServerFrame::Signed(_))),
+        "{:?}",
+        o
+    );
+
     w.source = "audit".into();
     let log = w.path("fetched.log");
     let cp = w.path("fetched.cp");
