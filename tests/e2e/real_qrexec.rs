@@ -152,3 +152,27 @@ fn dom0_deny_for_disp1_gives_gpgs_error_and_status_2() {
         "{logs}"
     );
 }
+
+#[test]
+fn exec_service_mode_signs_from_work_and_logs_work() {
+    let mut w = World::new();
+    if !w.exec_real_qrexec(POLICY) {
+        return;
+    }
+    let data = w.path("e.txt");
+    std::fs::write(&data, "signed by qvault rpc, run by the vault's real agent\n").unwrap();
+    let sig = w.path("e.sig");
+    let o = sign(&w, &data, &sig);
+    assert!(o.status.success(), "qvault-gpg: {}\n{}", stderr(&o), real(&w).logs());
+    assert_ok(&gpgv(&w, &[&sig, &data]));
+    assert_ok(&sqv(&w, &sig, &data));
+    let export = w.export_log("exec.export");
+    let sources: Vec<String> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("entry "))
+        .map(|j| serde_json::from_str::<serde_json::Value>(j).unwrap())
+        .filter_map(|e| e.get("source").and_then(|s| s.as_str()).map(str::to_owned))
+        .collect();
+    assert_eq!(sources, ["work"], "the log's callers");
+}

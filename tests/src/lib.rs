@@ -215,7 +215,30 @@ impl World {
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
         let rules = self.path("20-qvault-test.policy");
         std::fs::write(&rules, policy).expect("write policy");
-        self.real = Some(RealQrexec::start(&self.path("bed"), &sock, &[&rules]));
+        self.real = Some(RealQrexec::start(&self.path("bed"), BedVault::Socket(&sock), &[&rules]));
+        true
+    }
+
+    /// As `serve_real_qrexec`, in exec-service mode: the vault qube's agent
+    /// runs `qvault rpc` per call (as nobody, who then owns the vault's home).
+    pub fn exec_real_qrexec(&mut self, policy: &str) -> bool {
+        if let Err(why) = real_qrexec_usable() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "real qrexec test bed cannot run in CI: {why}");
+            eprintln!("SKIPPED: real qrexec test bed cannot run here: {why}");
+            return false;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+        let st = Command::new("chown").arg("-R").arg("65534:65534").arg(&self.vault_home).status();
+        assert!(st.is_ok_and(|s| s.success()), "chown the vault's home");
+        // The agent (nobody) runs qvault: a copy, in case nobody cannot enter
+        // the build tree.
+        let qvault = self.path("qvault-bin");
+        std::fs::copy(bin("qvault"), &qvault).expect("copy qvault");
+        let rules = self.path("20-qvault-test.policy");
+        std::fs::write(&rules, policy).expect("write policy");
+        let vault = BedVault::Exec { qvault: &qvault, home: &self.vault_home };
+        self.real = Some(RealQrexec::start(&self.path("bed"), vault, &[&rules]));
         true
     }
 
@@ -349,10 +372,22 @@ pub struct RealQrexec {
     child: Child,
 }
 
+/// How the bed's vault qube provides qvault.Gpg and qvault.LogRead.
+pub enum BedVault<'a> {
+    /// The packaged links to a running `qvault serve`'s socket.
+    Socket(&'a Path),
+    /// Executable services running `qvault rpc --home HOME` per call.
+    Exec { qvault: &'a Path, home: &'a Path },
+}
+
 impl RealQrexec {
-    pub fn start(dir: &Path, vault_socket: &Path, policies: &[&Path]) -> RealQrexec {
+    pub fn start(dir: &Path, vault: BedVault<'_>, policies: &[&Path]) -> RealQrexec {
         let mut c = Command::new(workspace_dir().join("tests/qrexec-real/bed"));
-        c.arg(dir).arg(vault_socket);
+        c.arg(dir);
+        match vault {
+            BedVault::Socket(s) => c.arg(s),
+            BedVault::Exec { qvault, home } => c.arg("--exec").arg(qvault).arg(home),
+        };
         for p in policies {
             c.arg("--policy").arg(p);
         }
