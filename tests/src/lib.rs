@@ -48,6 +48,8 @@ pub struct World {
     /// Extra environment for `qvault serve` only, e.g. libfaketime's
     /// `LD_PRELOAD` and `FAKETIME` for a vault whose clock runs ahead.
     pub daemon_env: Vec<(String, String)>,
+    /// Qubes' real qrexec underneath, when started by `serve_real_qrexec`.
+    pub real: Option<RealQrexec>,
 }
 
 impl Default for World {
@@ -84,6 +86,7 @@ impl World {
             daemon: None,
             source: "work".into(),
             daemon_env: Vec::new(),
+            real: None,
         };
         let out = w.qvault(&["init", "--name", "testvault", "--no-confirm"]).output().expect("qvault init");
         assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
@@ -111,7 +114,13 @@ impl World {
     }
 
     pub fn path_env(&self) -> OsString {
-        let mut paths = vec![bin_dir(), sim_dir()];
+        // Over the real stack, the calling qube's real qrexec-client-vm
+        // replaces the simulator.
+        let qrexec = match &self.real {
+            Some(r) => r.dir.join("qubes").join(&self.source).join("bin"),
+            None => sim_dir(),
+        };
+        let mut paths = vec![bin_dir(), qrexec];
         paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
         std::env::join_paths(paths).expect("PATH")
     }
@@ -127,6 +136,11 @@ impl World {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
             .env_remove("GNUPGHOME");
+        if self.real.is_some() {
+            // Nothing from the simulator's settings reaches the real stack.
+            c.env_remove("QVAULT_SIM_SOCKET").env_remove("QVAULT_SIM_VAULT_HOME");
+            return;
+        }
         match &self.socket {
             Some(s) => {
                 c.env("QVAULT_SIM_SOCKET", s).env_remove("QVAULT_SIM_VAULT_HOME");
@@ -182,6 +196,55 @@ impl World {
         }
         self.daemon = Some(child);
         self.socket = Some(sock);
+    }
+
+    /// Starts `qvault serve` and Qubes' real qrexec under it (tests/qrexec-real/bed):
+    /// the vault qube's packaged qvault.Gpg and qvault.LogRead entries point at
+    /// the daemon's socket, dom0 evaluates `policy` (a file sorting before the
+    /// shipped 30-qvault.policy) and the shipped policy with Qubes' engine, and
+    /// later client calls go through the real qrexec-client-vm of the qube
+    /// `self.source`. Returns false (after saying why) when the bed cannot run
+    /// here and the test may be skipped; under CI=true it panics instead.
+    pub fn serve_real_qrexec(&mut self, policy: &str) -> bool {
+        if let Err(why) = real_qrexec_usable() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "real qrexec test bed cannot run in CI: {why}");
+            eprintln!("SKIPPED: real qrexec test bed cannot run here: {why}");
+            return false;
+        }
+        self.serve();
+        let sock = self.socket.clone().expect("socket");
+        // The bed's agents run as nobody, and reach the daemon's socket as
+        // another user than the daemon's, like qrexec-agent in a vault qube.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
+        let rules = self.path("20-qvault-test.policy");
+        std::fs::write(&rules, policy).expect("write policy");
+        self.real = Some(RealQrexec::start(&self.path("bed"), BedVault::Socket(&sock), &[&rules]));
+        true
+    }
+
+    /// As `serve_real_qrexec`, in exec-service mode: the vault qube's agent
+    /// runs `qvault rpc` per call (as nobody, who then owns the vault's home).
+    pub fn exec_real_qrexec(&mut self, policy: &str) -> bool {
+        if let Err(why) = real_qrexec_usable() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "real qrexec test bed cannot run in CI: {why}");
+            eprintln!("SKIPPED: real qrexec test bed cannot run here: {why}");
+            return false;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+        let st = Command::new("chown").arg("-R").arg("65534:65534").arg(&self.vault_home).status();
+        assert!(st.is_ok_and(|s| s.success()), "chown the vault's home");
+        // The agent (nobody) runs qvault: a copy, in case nobody cannot enter
+        // the build tree.
+        let qvault = self.path("qvault-bin");
+        std::fs::copy(bin("qvault"), &qvault).expect("copy qvault");
+        let rules = self.path("20-qvault-test.policy");
+        std::fs::write(&rules, policy).expect("write policy");
+        let vault = BedVault::Exec { qvault: &qvault, home: &self.vault_home };
+        self.real = Some(RealQrexec::start(&self.path("bed"), vault, &[&rules]));
+        true
     }
 
     /// SIGKILL: the daemon dies without any chance to clean up.
@@ -308,8 +371,94 @@ impl World {
     }
 }
 
+/// tests/qrexec-real's prefix, where tests/qrexec-real/build put Qubes' qrexec.
+pub fn qrexec_real_prefix() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+        .join("qrexec-real")
+}
+
+/// Why the real-qrexec bed cannot run here, if it cannot.
+pub fn real_qrexec_usable() -> Result<(), String> {
+    let agent = qrexec_real_prefix().join("bin/qrexec-agent");
+    if !agent.exists() {
+        return Err(format!("{} is missing: run tests/qrexec-real/build (scripts/deps does)", agent.display()));
+    }
+    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("id -u: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("the bed needs root for its pid and mount namespaces".into());
+    }
+    let ns = Command::new("unshare").args(["--mount", "--pid", "--fork", "true"]).status();
+    if !ns.is_ok_and(|s| s.success()) {
+        return Err("unshare --mount --pid is not permitted".into());
+    }
+    Ok(())
+}
+
+/// A running tests/qrexec-real/bed: dom0 (qrexec-daemons and Qubes' policy
+/// daemon) and the qubes vault, work, audit and disp1, in their own pid
+/// namespace. Dropping it stops every process of the bed.
+pub struct RealQrexec {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+/// How the bed's vault qube provides qvault.Gpg and qvault.LogRead.
+pub enum BedVault<'a> {
+    /// The packaged links to a running `qvault serve`'s socket.
+    Socket(&'a Path),
+    /// Executable services running `qvault rpc --home HOME` per call.
+    Exec { qvault: &'a Path, home: &'a Path },
+}
+
+impl RealQrexec {
+    pub fn start(dir: &Path, vault: BedVault<'_>, policies: &[&Path]) -> RealQrexec {
+        let mut c = Command::new(workspace_dir().join("tests/qrexec-real/bed"));
+        c.arg(dir);
+        match vault {
+            BedVault::Socket(s) => c.arg(s),
+            BedVault::Exec { qvault, home } => c.arg("--exec").arg(qvault).arg(home),
+        };
+        for p in policies {
+            c.arg("--policy").arg(p);
+        }
+        c.env("QREXEC_REAL", qrexec_real_prefix()).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = c.spawn().expect("start tests/qrexec-real/bed");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("bed stdout");
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+        let bed = RealQrexec { dir: dir.to_owned(), child };
+        assert_eq!(line.trim(), "ready", "the real qrexec bed did not start; its logs:\n{}", bed.logs());
+        bed
+    }
+
+    /// Every log of the bed (qrexec-daemons, policy daemon, agents), for messages.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.join("logs"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        for p in names {
+            all.push_str(&format!("== {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default()));
+        }
+        all
+    }
+}
+
+impl Drop for RealQrexec {
+    fn drop(&mut self) {
+        // End of input: the bed's pid 1 exits, the kernel ends the rest of its
+        // pid namespace, and wait() returns once they are gone.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
+        drop(self.real.take());
         if let Some(mut c) = self.daemon.take() {
             let _ = nix_kill(&c);
             let _ = c.wait();
