@@ -110,11 +110,18 @@ impl Conn {
     }
 
     fn closed(&mut self) -> ShimError {
-        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        ShimError::Unreachable(
-            self.name.clone(),
-            format!("the connection closed without an answer (qrexec-client-vm: {status})"),
-        )
+        let why = match self.child.wait() {
+            // qrexec-client-vm's own statuses for a call that never reached a
+            // service (Qubes' qrexec: the caller sees 0 from any service).
+            Ok(s) => match s.code() {
+                Some(126) => format!("dom0's qrexec policy refused the call (qrexec-client-vm: {s})"),
+                Some(127) => format!("the vault qube has no qvault service (qrexec-client-vm: {s})"),
+                Some(125) => format!("the vault's qvault service is not running (qrexec-client-vm: {s})"),
+                _ => format!("the connection closed without an answer (qrexec-client-vm: {s})"),
+            },
+            Err(e) => format!("the connection closed without an answer ({e})"),
+        };
+        ShimError::Unreachable(self.name.clone(), why)
     }
 
     /// A write failed: the vault may have refused and closed; prefer its reason.

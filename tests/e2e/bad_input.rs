@@ -104,7 +104,7 @@ fn unreachable_vault_is_reported() {
     c.env("QVAULT_SIM_POLICY_DENY", "1");
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable: dom0's qrexec policy refused the call"), "{}", stderr(&o));
     let mut c = w.shim(&["-bsa"]);
     c.env_remove("QUBES_GPG_DOMAIN");
     let o = run_with_input(&mut c, b"data");

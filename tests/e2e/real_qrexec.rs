@@ -145,6 +145,7 @@ fn dom0_deny_for_disp1_gives_gpgs_error_and_status_2() {
     let o = sign(&w, &data, &sig);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("gpg: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dom0's qrexec policy refused the call"), "{}", stderr(&o));
     assert!(!sig.exists() || std::fs::metadata(&sig).unwrap().len() == 0);
     let logs = real(&w).logs();
     assert!(
