@@ -26,6 +26,7 @@ use qvault::home::Home;
 use qvault::keystore::{Keystore, Origin};
 use qvault::log::Log;
 use qvault::policy::Policy;
+use qvault::policy_file::PolicyFile;
 use qvault::session::{serve_call, Service, Vault};
 
 const POLICY: &str = r#"version = 1
@@ -65,7 +66,8 @@ fn build(generation: u32) -> Fixture {
     let mut keystore = Keystore::load(&home.keys_dir()).expect("keystore");
     let (cert, _rev) = qvault::keygen::generate("Fuzz Seed <seed@example.org>", Algo::Ed25519, None).expect("keygen");
     keystore.add(cert, Origin::Generated, &log).expect("add key");
-    let policy = Policy::parse(POLICY).expect("the fuzz policy parses");
+    // Fixed: the target drives calls, not policy-file reloads (policy_file.rs tests those).
+    let policy = PolicyFile::fixed(Policy::parse(POLICY).expect("the fuzz policy parses"));
     Fixture { dir, vault: Vault { keystore, log, policy, gate: Gate::in_memory() } }
 }
 
