@@ -93,6 +93,19 @@ impl Conn {
         self.writer.flush().map_err(|e| self.transport(e.into()))
     }
 
+    /// A request and, if given, all of its data at once (one write): the
+    /// vault reads the data after it has answered with its plan.
+    pub fn request_with_data(&mut self, op: Op, data: Option<&[u8]>) -> Result<(), ShimError> {
+        self.send(&ClientFrame::Request(Request::new(op)))?;
+        if let Some(data) = data {
+            if !data.is_empty() {
+                self.send(&ClientFrame::Data(data))?;
+            }
+            self.send(&ClientFrame::End)?;
+        }
+        self.writer.flush().map_err(|e| self.transport(e.into()))
+    }
+
     /// The next answer; an `Error` frame becomes [`ShimError::Vault`].
     pub fn recv(&mut self) -> Result<ServerFrame<'_>, ShimError> {
         match self.reader.next_payload() {

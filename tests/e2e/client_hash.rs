@@ -21,9 +21,11 @@ confirm = "allow"
 
 /// Data that exercises every canonicalization: CR LF and bare LF, trailing
 /// spaces and tabs, dash lines, no final newline, and more than one block.
+/// Over 64 KiB: qvault-gpg sends smaller data whole with its request, and
+/// does not offer to hash it.
 fn awkward_data() -> Vec<u8> {
     let mut d = b"From: alice\r\n-----BEGIN not a signature\ntrailing   \t\r\n- dash\n\n".to_vec();
-    for i in 0..300 {
+    for i in 0..2500 {
         d.extend_from_slice(format!("line {i} with spaces at the end   \n").as_bytes());
     }
     d.extend_from_slice(b"last line, no newline  ");
@@ -84,6 +86,23 @@ fn client_hashed_signatures_verify_in_every_mode_and_are_logged_as_such() {
             let o = gpgv(&w, &[&out]);
             assert_ok(&o);
             expected.push(Some("client"));
+        }
+        // Small data goes whole with the request (no round trip for the
+        // plan), in every mode: the vault hashes it even where the rule would
+        // let the client hash.
+        let small = w.path("small");
+        std::fs::write(&small, &awkward_data()[..64 << 10]).unwrap();
+        for (args, name) in [(vec!["-bsa"], "small.asc"), (vec!["--textmode", "--clearsign"], "small-clear.asc")] {
+            let out = w.path(name);
+            let mut full = args.clone();
+            full.extend(["-o", out.to_str().unwrap(), small.to_str().unwrap()]);
+            assert_ok(&run(&mut w.shim(&full)));
+            if name == "small.asc" {
+                assert_ok(&gpgv(&w, &[&out, &small]));
+            } else {
+                assert_ok(&gpgv(&w, &[&out]));
+            }
+            expected.push(None);
         }
         // Another caller, whose rule does not allow it: the vault hashes.
         let mut c = w.shim(&["-bsa", "-o", w.path("other.asc").to_str().unwrap(), data.to_str().unwrap()]);
