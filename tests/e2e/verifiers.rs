@@ -156,8 +156,11 @@ struct Signed {
     cells: Vec<Cell>,
     /// The tampered-data negative.
     tampered: Cell,
-    /// The exported certificate, binary.
+    /// The exported certificate, binary (`--export`, for gpg, gpgv, sqv, gpg1).
     ring: PathBuf,
+    /// The same, armored (`--export --armor`, as people publish it; for RNP,
+    /// OpenPGP.js and PGPy; rpm imports its own armored export).
+    armored: PathBuf,
     /// The fingerprints of the certificate's keys (upper-case hex): the
     /// signer a verifier names must be one of them.
     keys: Vec<String>,
@@ -202,9 +205,13 @@ fn sign_all(algo: &'static str) -> Signed {
     std::fs::write(&changed, bytes).unwrap();
     let tampered = Cell { mode: None, kind: Kind::Detached, sig: detached.sig.clone(), data: changed, text: false };
     let ring = w.export_keyring();
+    let armored = w.path("cert.asc");
+    let o = run(&mut w.shim(&["--export", "--armor"]));
+    assert_ok(&o);
+    std::fs::write(&armored, &o.stdout).unwrap();
     let cert = <sequoia_openpgp::Cert as sequoia_openpgp::parse::Parse<_>>::from_file(&ring).unwrap();
     let keys = cert.keys().map(|k| k.key().fingerprint().to_hex()).collect();
-    Signed { w, cells, tampered, ring, keys }
+    Signed { w, cells, tampered, ring, armored, keys }
 }
 
 /// A verdict: the signer the verifier named, or its message.
@@ -295,7 +302,7 @@ fn check(s: &Signed, v: Verifier, cells: &[&Cell]) -> Vec<Verdict> {
             .collect(),
         Verifier::Rnp => {
             let home = fresh_dir(s, "rnp");
-            let o = run(Command::new("rnpkeys").arg("--homedir").arg(&home).arg("--import").arg(&s.ring));
+            let o = run(Command::new("rnpkeys").arg("--homedir").arg(&home).arg("--import").arg(&s.armored));
             assert_ok(&o);
             cells
                 .iter()
@@ -347,7 +354,7 @@ fn batch(s: &Signed, name: &str, mut cmd: Command, cells: &[&Cell], signer_ok: i
         .map(|(i, c)| {
             serde_json::json!({
                 "id": i.to_string(),
-                "cert": s.ring,
+                "cert": s.armored,
                 "sig": c.sig,
                 "data": c.data,
                 "original": c.data,
