@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod colons;
+pub mod dash_escape;
 pub mod error;
 pub mod keyring;
 pub mod output;

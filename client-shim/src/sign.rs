@@ -23,6 +23,7 @@ use qubes_rpc::{ClientFrame, Op, RpcError, ServerFrame, SignMode, SignPlan, Sign
 use sequoia_openpgp as openpgp;
 
 use crate::args::Invocation;
+use crate::dash_escape::DashEscaper;
 use crate::error::ShimError;
 use crate::output::{open_input, Output};
 use crate::receipts;
@@ -52,7 +53,7 @@ fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<OsString> {
 /// the data.
 enum Framer<'a> {
     Detached,
-    Cleartext { out: &'a mut Output, at_line_start: bool, last: Option<u8> },
+    Cleartext { out: &'a mut Output, escape: DashEscaper },
     Inline { w: Message<'a>, canon: Option<Canonicalizer> },
 }
 
@@ -75,7 +76,7 @@ impl<'a> Framer<'a> {
                 let name = HashAlgorithm::from(plan.hash_algo).to_string();
                 write!(out, "-----BEGIN PGP SIGNED MESSAGE-----\nHash: {name}\n\n")
                     .map_err(ShimError::io("writing output"))?;
-                Ok(Framer::Cleartext { out, at_line_start: true, last: None })
+                Ok(Framer::Cleartext { out, escape: DashEscaper::default() })
             }
             SignMode::Inline => {
                 let mut msg = Message::new(out);
@@ -107,21 +108,8 @@ impl<'a> Framer<'a> {
     fn data(&mut self, data: &[u8]) -> Result<(), ShimError> {
         match self {
             Framer::Detached => Ok(()),
-            Framer::Cleartext { out, at_line_start, last } => {
-                // Dash-escape lines that start with '-' (RFC 4880 7.1).
-                let mut start = 0;
-                for (i, &b) in data.iter().enumerate() {
-                    if *at_line_start && b == b'-' {
-                        out.write_all(&data[start..i]).map_err(ShimError::io("writing output"))?;
-                        out.write_all(b"- ").map_err(ShimError::io("writing output"))?;
-                        start = i;
-                    }
-                    *at_line_start = b == b'\n';
-                }
-                if let Some(&l) = data.last() {
-                    *last = Some(l);
-                }
-                out.write_all(&data[start..]).map_err(ShimError::io("writing output"))
+            Framer::Cleartext { out, escape } => {
+                escape.push(data, &mut |b| out.write_all(b)).map_err(ShimError::io("writing output"))
             }
             Framer::Inline { w, canon: None } => w.write_all(data).map_err(ShimError::io("writing output")),
             Framer::Inline { w, canon: Some(c) } => {
@@ -151,8 +139,9 @@ impl<'a> Framer<'a> {
                 }
                 Ok(())
             }
-            Framer::Cleartext { out, last, .. } => {
-                if last != Some(b'\n') {
+            Framer::Cleartext { out, mut escape } => {
+                escape.finish(&mut |b| out.write_all(b)).map_err(ShimError::io("writing output"))?;
+                if escape.last() != Some(b'\n') {
                     out.write_all(b"\n").map_err(ShimError::io("writing output"))?;
                 }
                 let mut w = armor::Writer::new(out, armor::Kind::Signature).map_err(openpgp_err)?;

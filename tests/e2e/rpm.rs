@@ -1,57 +1,23 @@
 //! rpm's own OpenPGP parser (rpm 4.18, as in Debian 12 and Qubes 4.2's dom0)
 //! against what the vault emits: the exported certificate imports with
 //! `rpmkeys --import`, and a package signed by `rpmsign --addsign` through
-//! qvault-gpg passes `rpmkeys -K`.
+//! qvault-gpg passes `rpmkeys -K`. (tests/e2e/verifiers.rs runs the same
+//! steps as rpm's row of the verifier matrix.)
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use qvault_e2e::rpm::{import_cert, rpmkeys, signed_package};
 use qvault_e2e::*;
-
-/// A minimal noarch package built with rpmbuild.
-fn build_package(w: &World) -> PathBuf {
-    let top = w.path("rpmbuild");
-    std::fs::create_dir_all(top.join("SPECS")).unwrap();
-    let spec = top.join("SPECS/hello.spec");
-    std::fs::write(
-        &spec,
-        "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: test package\nLicense: MIT\nBuildArch: noarch\n\n\
-%description\nTest.\n\n%files\n",
-    )
-    .unwrap();
-    let mut c = w.client_cmd("rpmbuild");
-    c.arg("--define").arg(format!("_topdir {}", top.display())).args(["--quiet", "-bb"]).arg(&spec);
-    assert_ok(&run(&mut c));
-    top.join("RPMS/noarch/hello-1.0-1.noarch.rpm")
-}
-
-fn rpmkeys(db: &Path) -> Command {
-    let mut c = Command::new("rpmkeys");
-    c.arg("--dbpath").arg(db);
-    c
-}
 
 fn import_sign_and_check(algo: &str) {
     let w = World::with_key("Rpm Packager <rpm@example.org>", algo);
-    let cert = w.path("key.asc");
-    let o = run(&mut w.shim(&["--export", "--armor", &w.fpr]));
-    assert_ok(&o);
-    std::fs::write(&cert, &o.stdout).unwrap();
-    let db = w.path("rpmdb");
-    std::fs::create_dir_all(&db).unwrap();
-
-    let pkg = build_package(&w);
-    let mut c = w.client_cmd("rpmsign");
-    c.arg("--define").arg(format!("_gpg_name {}", w.fpr));
-    c.arg("--define").arg(format!("__gpg {}", bin("qvault-gpg").display()));
-    c.arg("--addsign").arg(&pkg);
-    assert_ok(&run(&mut c));
+    let pkg = signed_package(&w).unwrap_or_else(|o| panic!("rpmsign --addsign failed: {}{}", stdout(&o), stderr(&o)));
 
     // Without the key, rpm says the signature cannot be checked: the check can fail.
-    let before = run(rpmkeys(&db).arg("-K").arg(&pkg));
+    let empty = w.path("emptydb");
+    std::fs::create_dir_all(&empty).unwrap();
+    let before = run(rpmkeys(&empty).arg("-K").arg(&pkg));
     assert!(!before.status.success(), "rpmkeys -K passed with no key imported: {}", stdout(&before));
 
-    let imported = run(rpmkeys(&db).arg("--import").arg(&cert));
+    let (db, imported) = import_cert(&w, "rpmdb");
     assert!(imported.status.success(), "rpmkeys --import refused the vault's certificate: {}", stderr(&imported));
     let checked = run(rpmkeys(&db).arg("-Kv").arg(&pkg));
     assert_ok(&checked);

@@ -67,6 +67,8 @@ fn cleartext_signatures_of_tricky_text_verify_everywhere() {
     }
     let body = std::fs::read_to_string(w.path("t0.asc")).unwrap();
     assert!(body.contains("\n- - first item\n- -----BEGIN fake armor\n"), "dash-escaped: {body}");
+    // As gpg (--escape-from-lines, its default): mail systems rewrite "From ".
+    assert!(body.contains("\n- From the start\n"), "From-escaped: {body}");
 }
 
 #[test]

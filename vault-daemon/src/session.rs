@@ -305,6 +305,9 @@ fn sign<R: Read, W: Write>(
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
     let auth = authorize(vault, policy, source, req)?;
+    let (digest, pk_algo) = (req.digest.unwrap_or(sign::DEFAULT_HASH), auth.key.key.pk_algo());
+    sign::check_digest_for_key(digest, pk_algo, &auth.key.key.keyid().to_hex())
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
     let mut job = SignJob::new(req).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let plan = job.plan(&auth.key, auth.rule.client_hash, auth.rule.max_data_bytes);
     writer.send(&ServerFrame::Ready(plan.clone()))?;

@@ -32,6 +32,26 @@ pub fn hash_algorithm(h: HashAlgo) -> HashAlgorithm {
     }
 }
 
+/// Refuses a digest too short for the key: RFC 9580 5.2.3.3 forbids making
+/// (and verifying) an EdDSA signature over a digest shorter than 256 bits, and
+/// OpenPGP.js refuses one ("Hash algorithm too weak for EdDSA."). GnuPG 2.2
+/// makes them with `--digest-algo SHA224`; a signature that verifiers must
+/// refuse is no use, so the vault says so instead, in gpg's words for the
+/// same rule on (EC)DSA keys.
+pub fn check_digest_for_key(algo: HashAlgo, pk_algo: PublicKeyAlgorithm, keyid: &str) -> Result<(), String> {
+    let eddsa = matches!(pk_algo, PublicKeyAlgorithm::EdDSA | PublicKeyAlgorithm::Ed25519);
+    let bits = match algo {
+        HashAlgo::Sha224 => 224,
+        HashAlgo::Sha256 => 256,
+        HashAlgo::Sha384 => 384,
+        HashAlgo::Sha512 => 512,
+    };
+    if eddsa && bits < 256 {
+        return Err(format!("EdDSA key {keyid} requires a 256 bit or larger hash (hash is {})", hash_algorithm(algo)));
+    }
+    Ok(())
+}
+
 /// A notation to put in the signature's hashed area.
 pub struct Notation {
     pub name: String,
@@ -239,6 +259,17 @@ fn check_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eddsa_keys_refuse_digests_shorter_than_256_bits() {
+        let e = check_digest_for_key(HashAlgo::Sha224, PublicKeyAlgorithm::EdDSA, "0123456789ABCDEF").unwrap_err();
+        assert_eq!(e, "EdDSA key 0123456789ABCDEF requires a 256 bit or larger hash (hash is SHA224)");
+        for h in [HashAlgo::Sha256, HashAlgo::Sha384, HashAlgo::Sha512] {
+            assert!(check_digest_for_key(h, PublicKeyAlgorithm::EdDSA, "k").is_ok(), "{h:?}");
+        }
+        // RSA signs with SHA-224 as RFC 9580 allows.
+        assert!(check_digest_for_key(HashAlgo::Sha224, PublicKeyAlgorithm::RSAEncryptSign, "k").is_ok());
+    }
     use openpgp::cert::CertBuilder;
     use openpgp::crypto::Signer as _;
     use openpgp::packet::key::{PublicParts, UnspecifiedRole};
