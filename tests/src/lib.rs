@@ -308,15 +308,20 @@ impl World {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.daemon = Some(child);
-        if self.is_real() {
-            // The bed's agents run as nobody, and reach the daemon's socket as
-            // another user than the daemon's, like qrexec-agent in a vault qube.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
-            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
-        }
         self.socket = Some(sock);
+        if self.is_real() {
+            self.open_socket_to_bed();
+        }
         self.retarget_bed();
+    }
+
+    /// The bed's agents run as nobody, and reach the daemon's socket as
+    /// another user than the daemon's, like qrexec-agent in a vault qube.
+    fn open_socket_to_bed(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let sock = self.socket.as_ref().expect("a running daemon");
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+        std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
     }
 
     /// Starts `qvault serve` and Qubes' real qrexec under it (tests/qrexec-real/bed):
@@ -335,6 +340,8 @@ impl World {
         assert!(self.real.get().is_none(), "the bed is already running");
         self.dom0_policy = policy.to_owned();
         self.serve();
+        // (Also when the simulator is this process's default transport.)
+        self.open_socket_to_bed();
         let _ = self.bed();
         true
     }
