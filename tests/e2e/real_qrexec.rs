@@ -400,3 +400,45 @@ fn parallel_calls_from_one_qube_all_end() {
         t.join().unwrap();
     }
 }
+
+/// The shipped file's commented examples, uncommented, do what its comments
+/// say, evaluated by Qubes' engine: `work` signs without a question; a caller
+/// naming no target (QUBES_GPG_DOMAIN=@default) is asked about, with "vault"
+/// offered first, and reaches it when the user picks it; `untrusted` is
+/// refused without a question.
+#[test]
+fn the_shipped_examples_behave_as_their_comments_say() {
+    let shipped = std::fs::read_to_string(workspace_dir().join("qubes-rpc/qubes-rpc-files/30-qvault.policy")).unwrap();
+    let examples: String =
+        shipped.lines().filter_map(|l| l.strip_prefix("# qvault.")).map(|l| format!("qvault.{l}\n")).collect();
+    let mut w = World::new();
+    if !w.serve_real_qrexec(&examples) {
+        return;
+    }
+    let data = w.path("d");
+    std::fs::write(&data, "examples\n").unwrap();
+    let sign_in = |qube: &str, vault: &str| {
+        let sig = w.path(&format!("{qube}.sig"));
+        let mut c = w.shim(&["-b", "--yes", "-o", sig.to_str().unwrap(), data.to_str().unwrap()]);
+        w.in_qube(&mut c, qube);
+        c.env("QUBES_GPG_DOMAIN", vault);
+        run_bounded(&mut c)
+    };
+    let o = sign_in("work", "vault");
+    assert!(o.status.success(), "work: {}", stderr(&o));
+    assert!(real(&w).asked().is_empty(), "work was asked about");
+
+    real(&w).answer_ask(Some("vault"));
+    let o = sign_in("other", "@default");
+    assert!(o.status.success(), "other via @default: {}\n{}", stderr(&o), real(&w).logs());
+    let asked = real(&w).asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["source"], "other");
+    assert_eq!(asked[0]["default_target"], "vault");
+
+    let o = sign_in("untrusted", "vault");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("dom0's qrexec policy refused the call"), "{}", stderr(&o));
+    assert_eq!(real(&w).asked().len(), 1, "untrusted was asked about");
+    assert_eq!(callers(&w.export_log("ex.export")), ["work", "other"]);
+}
