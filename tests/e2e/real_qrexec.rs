@@ -442,3 +442,31 @@ fn the_shipped_examples_behave_as_their_comments_say() {
     assert_eq!(real(&w).asked().len(), 1, "untrusted was asked about");
     assert_eq!(callers(&w.export_log("ex.export")), ["work", "other"]);
 }
+
+/// dom0 passes any argument its rules match (`*`): the vault takes only a
+/// full upper-case fingerprint on qvault.Gpg, and none on qvault.LogRead.
+/// Fails with KeyArgument::parse accepting any argument.
+#[test]
+fn service_arguments_other_than_a_full_fingerprint_are_refused() {
+    let Some(mut w) = real_world() else { return };
+    let list = frame(&qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::ListKeys {
+        secret: true,
+        selectors: vec![],
+    })));
+    let fpr = w.fpr.clone();
+    let refused = |w: &World, service: &str| {
+        let o = real_call(w, service, &list);
+        match answers(&o.stdout).as_slice() {
+            [qubes_rpc::ServerFrame::Error(e)] => assert_eq!(e.code, qubes_rpc::ErrorCode::Denied, "{service}: {e:?}"),
+            other => panic!("{service}: {other:?}"),
+        }
+    };
+    for arg in ["ABCDEF", &fpr[24..], &fpr.to_lowercase(), &format!("{fpr}0"), "alice"] {
+        refused(&w, &format!("qvault.Gpg+{arg}"));
+    }
+    // The same call with the exact fingerprint is served.
+    let o = real_call(&w, &format!("qvault.Gpg+{fpr}"), &list);
+    assert!(matches!(answers(&o.stdout).as_slice(), [qubes_rpc::ServerFrame::Keys(k)] if k.len() == 1), "{o:?}");
+    w.source = "audit".into();
+    refused(&w, &format!("qvault.LogRead+{fpr}"));
+}
