@@ -373,34 +373,6 @@ fn every_suite_goes_through_the_real_stack_by_default() {
     }
 }
 
-/// Many parallel calls from one qube (as parallel `git commit -S` or a build
-/// make them) all end. Without the bed's vchan-socket fix (tests/qrexec-real/
-/// build: a server unlinks its path after accepting) about 1 call in 100
-/// hung for qrexec's 120 s data-vchan timeout (7 of 640 in a shell loop);
-/// with it, none in 1280.
-#[test]
-fn parallel_calls_from_one_qube_all_end() {
-    let Some(w) = real_world() else { return };
-    let w = std::sync::Arc::new(w);
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let w = w.clone();
-            std::thread::spawn(move || {
-                for _ in 0..40 {
-                    // An empty call: the vault reads the end of input and ends it.
-                    let mut c = w.client_cmd("qrexec-client-vm");
-                    c.args(["vault", "qvault.Gpg"]);
-                    let o = run_bounded(&mut c);
-                    assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-}
-
 /// The shipped file's commented examples, uncommented, do what its comments
 /// say, evaluated by Qubes' engine: `work` signs without a question; a caller
 /// naming no target (QUBES_GPG_DOMAIN=@default) is asked about, with "vault"
