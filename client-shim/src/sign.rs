@@ -167,6 +167,20 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         None => None,
         Some(k) => Some(k.to_str().map(str::to_owned).ok_or_else(|| unusable_selector(k, status))?),
     };
+    // The client "knows" the key when it has its full fingerprint: from -u
+    // (or --default-key), else from client.toml's `key`. Then the call is
+    // qvault.Gpg+FINGERPRINT (dom0 can allow one qube one key); a short key
+    // ID or a user ID could name other keys, so those calls stay qvault.Gpg.
+    let (key, bound) = match key {
+        Some(k) => {
+            let bound = qubes_rpc::KeyArgument::from_selector(&k);
+            (Some(k), bound)
+        }
+        None => match crate::vault::configured_key()? {
+            Some(b) => (Some(b.to_string()), Some(b)),
+            None => (None, None),
+        },
+    };
     let out_name = default_output_name(inv, mode);
     let mut input = open_input(&inv.operands)?;
     let mut out = Output::create(out_name.as_deref(), inv.yes)?;
@@ -174,7 +188,7 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     // Local failures (no input, output exists) are found before the vault is
     // called; then the qrexec client starts while this process reads its log
     // state (on two cores, the two overlap).
-    let mut conn = Conn::open()?;
+    let mut conn = Conn::open_for(bound.as_ref())?;
     let mut log_state = receipts::LogState::load(conn.vault());
     // Small data (a Release file, a commit, a .changes) is read whole first
     // and goes with the request, without waiting for the vault's plan: one

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout};
 
 use qubes_rpc::frame::FrameError;
 use qubes_rpc::transport::{spawn_client, SERVICE_GPG};
-use qubes_rpc::{ClientFrame, FrameReader, FrameWriter, Op, Request, ServerFrame};
+use qubes_rpc::{ClientFrame, FrameReader, FrameWriter, KeyArgument, Op, Request, ServerFrame};
 
 use crate::error::ShimError;
 
@@ -19,33 +19,60 @@ pub fn vault_name() -> Result<String, ShimError> {
     if let Some(v) = std::env::var("QUBES_GPG_DOMAIN").ok().filter(|v| !v.is_empty()) {
         return Ok(v);
     }
-    let user = user_config_path();
-    let system = PathBuf::from(SYSTEM_CONFIG);
-    let path = match user.as_ref().filter(|p| p.exists()) {
-        Some(p) => p.clone(),
-        None if system.exists() => system,
+    match load_config()? {
+        Some((_, ClientConfig { vault: Some(v), .. })) => Ok(v),
+        Some((path, _)) => Err(ShimError::Config(format!(
+            "{}: no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"`",
+            path.display()
+        ))),
         None => {
-            let user = user.map(|p| format!("{} or ", p.display())).unwrap_or_default();
-            return Err(ShimError::Config(format!(
+            let user = user_config_path().map(|p| format!("{} or ", p.display())).unwrap_or_default();
+            Err(ShimError::Config(format!(
                 "no vault qube configured: set QUBES_GPG_DOMAIN or `vault = \"NAME\"` in {user}{SYSTEM_CONFIG}"
-            )));
+            )))
         }
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
-    parse_config(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The key configured in client.toml (`key = "FINGERPRINT"`), used when the
+/// command line names none: a full fingerprint, so that calls go to
+/// `qvault.Gpg+FINGERPRINT` and dom0's policy can allow this qube that key.
+pub fn configured_key() -> Result<Option<KeyArgument>, ShimError> {
+    let Some((path, ClientConfig { key: Some(k), .. })) = load_config()? else { return Ok(None) };
+    KeyArgument::from_selector(&k).map(Some).ok_or_else(|| {
+        ShimError::Config(format!(
+            "{}: key = {k:?} is not a full key fingerprint (40 or 64 hex digits)",
+            path.display()
+        ))
+    })
 }
 
 /// The template-wide client configuration (installed as an example by the
 /// qvault-gpg package).
 pub const SYSTEM_CONFIG: &str = "/etc/qvault/client.toml";
 
-fn parse_config(text: &str) -> Result<String, toml::de::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct ClientConfig {
-        vault: String,
-    }
-    toml::from_str::<ClientConfig>(text).map(|c| c.vault)
+#[derive(serde::Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ClientConfig {
+    vault: Option<String>,
+    key: Option<String>,
+}
+
+/// The user's client.toml, else the system's, if either exists.
+fn load_config() -> Result<Option<(PathBuf, ClientConfig)>, ShimError> {
+    let system = PathBuf::from(SYSTEM_CONFIG);
+    let path = match user_config_path().filter(|p| p.exists()) {
+        Some(p) => p,
+        None if system.exists() => system,
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    let config = parse_config(&text).map_err(|e| ShimError::Config(format!("{}: {e}", path.display())))?;
+    Ok(Some((path, config)))
+}
+
+fn parse_config(text: &str) -> Result<ClientConfig, toml::de::Error> {
+    toml::from_str::<ClientConfig>(text)
 }
 
 fn user_config_path() -> Option<PathBuf> {
@@ -65,9 +92,19 @@ pub struct Conn {
 
 impl Conn {
     pub fn open() -> Result<Conn, ShimError> {
+        Conn::open_for(None)
+    }
+
+    /// A call for one key: `qvault.Gpg+FINGERPRINT`, which dom0's policy can
+    /// allow or refuse per key, and the vault serves for that key only.
+    pub fn open_for(key: Option<&KeyArgument>) -> Result<Conn, ShimError> {
         let name = vault_name()?;
+        let service = match key {
+            Some(k) => format!("{SERVICE_GPG}+{k}"),
+            None => SERVICE_GPG.to_owned(),
+        };
         let mut child =
-            spawn_client(&name, SERVICE_GPG).map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
+            spawn_client(&name, &service).map_err(|e| ShimError::Unreachable(name.clone(), e.to_string()))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(ShimError::Unreachable(name, "no pipes to qrexec-client-vm".into()));
         };
@@ -156,9 +193,11 @@ mod tests {
     use super::parse_config;
 
     #[test]
-    fn config_names_the_vault_and_nothing_else() {
-        assert_eq!(parse_config("vault = \"work-vault\"\n").unwrap(), "work-vault");
+    fn config_names_the_vault_and_a_key_and_nothing_else() {
+        assert_eq!(parse_config("vault = \"work-vault\"\n").unwrap().vault.as_deref(), Some("work-vault"));
+        let c = parse_config("vault = \"v\"\nkey = \"ABCD\"\n").unwrap();
+        assert_eq!(c.key.as_deref(), Some("ABCD"));
         assert!(parse_config("vault = \"v\"\nsocket = \"x\"\n").is_err());
-        assert!(parse_config("").is_err());
+        assert_eq!(parse_config("").unwrap().vault, None);
     }
 }

@@ -19,4 +19,4 @@ pub mod transport;
 
 pub use frame::{FrameError, FrameReader, FrameWriter, CHUNK_SIZE, MAX_FRAME};
 pub use messages::*;
-pub use names::{NameError, QubeName, ServiceName};
+pub use names::{KeyArgument, NameError, QubeName, ServiceName};

@@ -81,9 +81,78 @@ impl ServiceName {
     }
 }
 
+/// The key a `qvault.Gpg+FINGERPRINT` call is for: the service argument, so
+/// that dom0's policy can allow one qube one key (`qvault.Gpg +FPR work vault
+/// allow`). Only a full fingerprint in upper-case hex (40 digits, OpenPGP v4;
+/// 64, v6): a short key ID or a user ID could name other keys, and dom0
+/// compares arguments as strings, so there is one spelling.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyArgument {
+    hex: [u8; 64],
+    len: u8,
+}
+
+impl KeyArgument {
+    /// A service argument as qrexec passed it (the vault's side: exact form only).
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let ok = matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+        if !ok {
+            return Err(NameError::BadService(format!(
+                "argument {:?} is not a full key fingerprint",
+                s.chars().take(80).collect::<String>()
+            )));
+        }
+        let mut hex = [0u8; 64];
+        hex[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(KeyArgument { hex, len: s.len() as u8 })
+    }
+
+    /// The argument for a key selector as gpg takes it (the client's side),
+    /// if the selector is a full fingerprint: `0x` prefix, a trailing `!`
+    /// (gpg's "exactly this (sub)key") and lower case are accepted.
+    pub fn from_selector(sel: &str) -> Option<Self> {
+        let s = sel.trim();
+        let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+        let s = s.strip_suffix('!').unwrap_or(s);
+        Self::parse(&s.to_ascii_uppercase()).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.hex[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for KeyArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for KeyArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyArgument({})", self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_arguments_are_full_upper_case_fingerprints() {
+        let v4 = "0123456789ABCDEF0123456789ABCDEF01234567";
+        assert_eq!(KeyArgument::parse(v4).unwrap().as_str(), v4);
+        assert!(KeyArgument::parse(&"A".repeat(64)).is_ok());
+        assert!(KeyArgument::parse(&v4.to_lowercase()).is_err());
+        assert!(KeyArgument::parse("0123456789ABCDEF").is_err());
+        assert!(KeyArgument::parse(&"A".repeat(41)).is_err());
+        assert!(KeyArgument::parse("alice@example.org").is_err());
+        assert!(KeyArgument::parse("").is_err());
+        assert_eq!(KeyArgument::from_selector(&format!("0x{}!", v4.to_lowercase())).unwrap().as_str(), v4);
+        assert!(KeyArgument::from_selector("89ABCDEF01234567").is_none());
+        assert!(KeyArgument::from_selector("Alice <a@example.org>").is_none());
+    }
 
     #[test]
     fn qube_names_follow_qubes_rules() {

@@ -439,7 +439,7 @@ fn audit_qube_fetches_the_log_over_logread_which_cannot_sign() {
         "--checkpoint",
         w.path("fetched.cp").to_str().unwrap(),
     ]);
-    c.env("QVAULT_SIM_SOURCE", "audit");
+    w.in_qube(&mut c, "audit");
     assert_ok(&run(&mut c));
     let key = w.log_key();
     let (code, out) = audit_log(&w, &w.path("fetched.log"), &key, &[&w.path("fetched.cp")]);

@@ -94,13 +94,23 @@ fn unknown_key_gives_inv_sgnr_and_exit_2() {
 
 #[test]
 fn unreachable_vault_is_reported() {
-    let w = World::new();
-    let mut c = w.shim(&["-bsa"]);
-    c.env_remove("QVAULT_SIM_VAULT_HOME");
+    let mut w = World::new();
+    let mut c = if w.is_real() {
+        // Over the real stack: the vault's socket service is down.
+        w.serve();
+        w.kill_daemon();
+        w.shim(&["-bsa"])
+    } else {
+        let mut c = w.shim(&["-bsa"]);
+        c.env_remove("QVAULT_SIM_VAULT_HOME");
+        c
+    };
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);
     assert!(stderr(&o).contains("vault qube \"vault\" unreachable"), "{}", stderr(&o));
+    // dom0 refuses: the real policy daemon for disp1 (the harness's rules).
     let mut c = w.shim(&["-bsa"]);
+    w.in_qube(&mut c, "disp1");
     c.env("QVAULT_SIM_POLICY_DENY", "1");
     let o = run_with_input(&mut c, b"data");
     assert_code(&o, 2);

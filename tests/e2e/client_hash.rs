@@ -106,7 +106,7 @@ fn client_hashed_signatures_verify_in_every_mode_and_are_logged_as_such() {
         }
         // Another caller, whose rule does not allow it: the vault hashes.
         let mut c = w.shim(&["-bsa", "-o", w.path("other.asc").to_str().unwrap(), data.to_str().unwrap()]);
-        c.env("QVAULT_SIM_SOURCE", "other");
+        w.in_qube(&mut c, "other");
         assert_ok(&run(&mut c));
         assert_ok(&gpgv(&w, &[&w.path("other.asc"), &data]));
         expected.push(None);
@@ -298,7 +298,7 @@ max_data_bytes = 100000
         let out = w.path("never.asc");
         let mut c = w.client_cmd("timeout");
         c.arg("120").arg(bin("qvault-gpg")).args(&args).arg("-o").arg(&out).arg("/dev/zero");
-        c.env("QVAULT_SIM_SOURCE", caller);
+        w.in_qube(&mut c, caller);
         let o = run(&mut c);
         assert_code(&o, 2);
         assert!(!out.exists(), "nothing written");

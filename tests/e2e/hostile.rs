@@ -243,7 +243,15 @@ fn hostile_frames_at_the_current_version_are_refused_for_their_own_reason_over_s
         let o = exec_call(&w, bytes);
         check("exec", name, want, &o.stdout, Some(&o));
     }
+    if w.is_real() {
+        // The same bytes from `work` through Qubes' real qrexec to the exec
+        // service (`qvault rpc` run by the vault's agent): the same answers.
+        for (name, bytes, want) in &corpus {
+            check("exec over qrexec", name, want, &real_call(&w, "qvault.Gpg", bytes).stdout, None);
+        }
+    }
     w.serve();
+    // raw_call: through the real stack when it is the transport.
     for (name, bytes, want) in &corpus {
         check("serve", name, want, &raw_call(&w, bytes), None);
     }

@@ -251,7 +251,7 @@ fn imported_public_keys_verify_locally_and_never_reach_the_vault() {
 
 #[test]
 fn key_held_by_a_gpg_agent_signs_through_the_agent_and_is_logged_as_attached() {
-    let w = World::empty();
+    let mut w = World::empty();
     // The vault's own GNUPGHOME with a real gpg-agent (started on demand).
     let g = gnupg(&w, "vault-gnupg");
     assert_ok(&gpg(&g, &["--quick-gen-key", "Agent Volunteer <agent@example.org>", "ed25519", "cert", "2y"]));
@@ -267,6 +267,10 @@ fn key_held_by_a_gpg_agent_signs_through_the_agent_and_is_logged_as_attached() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(keys.iter().any(|k| k.ends_with(".pub")) && !keys.iter().any(|k| k.ends_with(".tsk")), "{keys:?}");
+    // The vault and the gpg-agent (started here, as root) are one user, as in
+    // a vault qube: so the vault is the daemon (root), not the real stack's
+    // exec service (nobody, who cannot reach root's agent).
+    w.serve();
     let l = run(&mut w.shim(&["-K", "--with-colons"]));
     assert!(stdout(&l).contains(&format!("fpr:::::::::{fpr}:")), "{}", stdout(&l));
     let sig = run_with_input(

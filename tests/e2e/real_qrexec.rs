@@ -46,7 +46,7 @@ fn sign(w: &World, data: &Path, sig: &Path) -> Output {
 }
 
 fn real(w: &World) -> &RealQrexec {
-    w.real.as_ref().expect("real qrexec")
+    w.real().expect("real qrexec")
 }
 
 #[test]
@@ -62,10 +62,18 @@ fn shipped_dom0_policy_passes_qubes_policy_lint() {
     let shipped = workspace_dir().join("qubes-rpc/qubes-rpc-files/30-qvault.policy");
     let o = run(Command::new(&lint).arg("--show-line").arg(&shipped));
     assert_ok(&o);
-    // The linter can fail: a rule with an action Qubes does not know.
-    let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join("30-qvault.policy");
+    // Its commented examples (the per-key rule among them), as a user would
+    // uncomment them, are valid rules too.
     let text = std::fs::read_to_string(&shipped).unwrap();
+    let examples: String =
+        text.lines().filter_map(|l| l.strip_prefix("# qvault.")).map(|l| format!("qvault.{l}\n")).collect();
+    assert!(examples.contains("qvault.Gpg      +"), "{examples}");
+    let dir = tempfile::tempdir().unwrap();
+    let ex = dir.path().join("20-examples.policy");
+    std::fs::write(&ex, &examples).unwrap();
+    assert_ok(&run(Command::new(&lint).arg(&ex)));
+    // The linter can fail: a rule with an action Qubes does not know.
+    let broken = dir.path().join("30-qvault.policy");
     std::fs::write(&broken, text.replace("@tag:qvault-vault  ask", "@tag:qvault-vault  permit")).unwrap();
     let o = run(Command::new(&lint).arg(&broken));
     assert!(!o.status.success(), "qubes-policy-lint accepted a broken policy");
@@ -164,6 +172,29 @@ fn exec_service_mode_signs_from_work_and_logs_work() {
     assert_eq!(callers(&export), ["work"], "the log's callers");
 }
 
+/// The public certificates a raw ExportPublic call over `service` returns,
+/// written to a keyring file.
+fn export_over(w: &World, service: &str) -> std::path::PathBuf {
+    let req = frame(&qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::ExportPublic {
+        selectors: vec![],
+    })));
+    let mut c = w.client_cmd("qrexec-client-vm");
+    c.args(["vault", service]);
+    let o = run_with_input(&mut c, &req);
+    let mut ring = Vec::new();
+    for f in answers(&o.stdout) {
+        match f {
+            qubes_rpc::ServerFrame::Output(b) => ring.extend_from_slice(b),
+            qubes_rpc::ServerFrame::Exported => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!ring.is_empty(), "nothing exported over {service}");
+    let p = w.path("bound.pgp");
+    std::fs::write(&p, ring).unwrap();
+    p
+}
+
 /// The calling qubes the entries of an exported log name, in log order.
 fn callers(export: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(export)
@@ -173,4 +204,241 @@ fn callers(export: &std::path::Path) -> Vec<String> {
         .map(|j| serde_json::from_str::<serde_json::Value>(j).unwrap())
         .filter_map(|e| e.get("source").and_then(|s| s.as_str()).map(str::to_owned))
         .collect()
+}
+
+/// Fails with the GuiVM's policy.Ask removed from the bed (the policy daemon
+/// then refuses every "ask") and with the stand-in's answer ignored.
+#[test]
+fn shipped_ask_is_answered_by_the_guivm_yes_signs_and_no_gives_gpgs_error() {
+    // No rule of ours for work: the shipped 30-qvault.policy's "ask" decides.
+    let mut w = World::new();
+    if !w.serve_real_qrexec("qvault.Gpg  *  disp1  @anyvm  deny notify=no\n") {
+        return;
+    }
+    let data = w.path("asked.txt");
+    std::fs::write(&data, "asked for in dom0\n").unwrap();
+    let sig = w.path("asked.sig");
+    real(&w).answer_ask(Some("vault"));
+    let o = sign(&w, &data, &sig);
+    assert!(o.status.success(), "qvault-gpg: {}\n{}", stderr(&o), real(&w).logs());
+    let asked = real(&w).asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["source"], "work");
+    assert_eq!(asked[0]["service"], "qvault.Gpg");
+    assert_eq!(asked[0]["targets"], serde_json::json!(["vault"]));
+    assert!(real(&w).logs().contains("qvault.Gpg+: work -> vault: allowed to vault"));
+    // (The export for gpgv is a call too, and is asked for.)
+    assert_ok(&gpgv(&w, &[&sig, &data]));
+    assert_eq!(real(&w).asked().len(), 2);
+
+    // "No": gpg's error and status, at once, and nothing signed.
+    real(&w).answer_ask(None);
+    let sig2 = w.path("refused.sig");
+    let o = sign(&w, &data, &sig2);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("gpg: signing failed:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dom0's qrexec policy refused the call"), "{}", stderr(&o));
+    assert!(!sig2.exists() || std::fs::metadata(&sig2).unwrap().len() == 0);
+    assert_eq!(real(&w).asked().len(), 3);
+    assert!(real(&w).logs().contains("work -> vault: denied: denied by the user"), "{}", real(&w).logs());
+}
+
+/// A dom0 rule for one key: `qvault.Gpg +FPR_A work vault allow`. `work`
+/// signs with A (its call is qvault.Gpg+A); a call for B, or one naming no
+/// full fingerprint, meets no allow rule (the shipped "ask", answered no);
+/// and a call dom0 allowed for A that asks the vault for B is refused by the
+/// vault, in both serving modes. Fails with the vault's check of the bound key
+/// removed (session.rs: authorize) and with the client calling plain
+/// qvault.Gpg (vault.rs: open_for).
+#[test]
+fn a_dom0_rule_for_one_key_lets_work_sign_with_that_key_only() {
+    for exec in [false, true] {
+        let mut w = World::new();
+        let a = w.fpr.clone();
+        let b = w.keygen("Bob Other <bob@example.org>", "ed25519");
+        let policy = format!("qvault.Gpg  +{a}  work  vault  allow\n");
+        let started = if exec { w.exec_real_qrexec(&policy) } else { w.serve_real_qrexec(&policy) };
+        if !started {
+            return;
+        }
+        let data = w.path("d");
+        std::fs::write(&data, "one key for one qube\n").unwrap();
+        // A's certificate, exported over qvault.Gpg+A (plain calls are refused).
+        let ring = export_over(&w, &format!("qvault.Gpg+{a}"));
+        let verify = |sig: &Path| {
+            let mut c = Command::new("gpgv");
+            c.arg("--keyring").arg(&ring).arg(sig).arg(&data);
+            assert_ok(&run(&mut c));
+        };
+        let with = |key: Option<&str>, out: &str| {
+            let o = w.path(out);
+            let mut args = vec!["-b", "--yes", "-o", o.to_str().unwrap()];
+            if let Some(k) = key {
+                args.extend(["-u", k]);
+            }
+            args.push(data.to_str().unwrap());
+            (run_bounded(&mut w.shim(&args)), o)
+        };
+        // A, by full fingerprint (as gpg takes it: 0x and lower case too).
+        for sel in [a.clone(), format!("0x{}", a.to_lowercase())] {
+            let (o, sig) = with(Some(&sel), "a.sig");
+            assert!(o.status.success(), "exec={exec} {sel}: {}\n{}", stderr(&o), real(&w).logs());
+            verify(&sig);
+        }
+        assert!(real(&w).logs().contains(&format!("qvault.Gpg+{a}: work -> vault: allowed to vault")));
+        // B, a short key ID of A, a user ID, no key: not allowed by dom0.
+        let short = &a[a.len() - 16..];
+        for sel in [Some(b.as_str()), Some(short), Some("alice@example.org"), None] {
+            let (o, _) = with(sel, "b.sig");
+            assert_code(&o, 2);
+            assert!(
+                stderr(&o).contains("dom0's qrexec policy refused the call"),
+                "exec={exec} {sel:?}: {}",
+                stderr(&o)
+            );
+        }
+        // The key configured in client.toml: a full fingerprint, so the call
+        // is qvault.Gpg+A.
+        let cfg = w.home.join(".config/qvault");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("client.toml"), format!("vault = \"vault\"\nkey = \"{}\"\n", a.to_lowercase()))
+            .unwrap();
+        let (o, sig) = with(None, "cfg.sig");
+        assert!(o.status.success(), "exec={exec} configured key: {}", stderr(&o));
+        verify(&sig);
+        std::fs::write(cfg.join("client.toml"), format!("vault = \"vault\"\nkey = \"{}\"\n", short)).unwrap();
+        let (o, _) = with(None, "cfg2.sig");
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains("is not a full key fingerprint"), "{}", stderr(&o));
+        std::fs::remove_file(cfg.join("client.toml")).unwrap();
+
+        // A call dom0 allowed for A, asking the vault for B: refused by the
+        // vault, whatever the caller writes (only the agent's header counts).
+        let mut req = detached_sign_request();
+        if let qubes_rpc::Op::Sign(s) = &mut req.op {
+            s.key = Some(b.clone());
+        }
+        let forged = [format!("qvault.Gpg+{b} work\0").into_bytes(), frame(&qubes_rpc::ClientFrame::Request(req))];
+        for input in [&forged[1][..], &forged.concat()[..]] {
+            let mut c = w.client_cmd("qrexec-client-vm");
+            c.args(["vault", &format!("qvault.Gpg+{a}")]);
+            let o = run_with_input(&mut c, input);
+            let got = answers(&o.stdout);
+            assert!(
+                matches!(got.as_slice(), [qubes_rpc::ServerFrame::Error(e)] if e.code == qubes_rpc::ErrorCode::Denied || e.code == qubes_rpc::ErrorCode::BadRequest),
+                "exec={exec}: {got:?}"
+            );
+            if input.len() == forged[1].len() {
+                let [qubes_rpc::ServerFrame::Error(e)] = got.as_slice() else { unreachable!() };
+                assert!(e.message.contains(&format!("allowed for key {a} only")), "{}", e.message);
+            }
+        }
+        // Listing over qvault.Gpg+A shows A only.
+        let list = frame(&qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::ListKeys {
+            secret: true,
+            selectors: vec![],
+        })));
+        let mut c = w.client_cmd("qrexec-client-vm");
+        c.args(["vault", &format!("qvault.Gpg+{a}")]);
+        let o = run_with_input(&mut c, &list);
+        match answers(&o.stdout).as_slice() {
+            [qubes_rpc::ServerFrame::Keys(k)] => {
+                assert_eq!(k.len(), 1, "exec={exec}: {k:?}");
+                assert_eq!(k[0].primary.fingerprint, a);
+            }
+            other => panic!("exec={exec}: {other:?}"),
+        }
+        // Only the signatures with A are in the log.
+        assert_eq!(callers(&w.export_log(&format!("k{exec}.export"))), ["work", "work", "work"], "exec={exec}");
+    }
+}
+
+/// The harness's default transport is the real stack: a plain `World`'s
+/// client command goes through Qubes' policy daemon, in the exec and the
+/// socket service. Fails with the harness on the simulator (transport()).
+#[test]
+fn every_suite_goes_through_the_real_stack_by_default() {
+    let mut w = World::new();
+    if transport() != Transport::Real {
+        return; // Said why (and failed under CI) in transport().
+    }
+    for serve in [false, true] {
+        if serve {
+            w.serve();
+        }
+        let o = run(&mut w.shim(&["-K", "--with-colons"]));
+        assert_ok(&o);
+        let log = std::fs::read_to_string(real(&w).dir.join("logs/policy-daemon.log")).unwrap();
+        assert_eq!(log.matches("qvault.Gpg+: work -> vault: allowed to vault").count(), 1 + serve as usize, "{log}");
+    }
+}
+
+/// The shipped file's commented examples, uncommented, do what its comments
+/// say, evaluated by Qubes' engine: `work` signs without a question; a caller
+/// naming no target (QUBES_GPG_DOMAIN=@default) is asked about, with "vault"
+/// offered first, and reaches it when the user picks it; `untrusted` is
+/// refused without a question.
+#[test]
+fn the_shipped_examples_behave_as_their_comments_say() {
+    let shipped = std::fs::read_to_string(workspace_dir().join("qubes-rpc/qubes-rpc-files/30-qvault.policy")).unwrap();
+    let examples: String =
+        shipped.lines().filter_map(|l| l.strip_prefix("# qvault.")).map(|l| format!("qvault.{l}\n")).collect();
+    let mut w = World::new();
+    if !w.serve_real_qrexec(&examples) {
+        return;
+    }
+    let data = w.path("d");
+    std::fs::write(&data, "examples\n").unwrap();
+    let sign_in = |qube: &str, vault: &str| {
+        let sig = w.path(&format!("{qube}.sig"));
+        let mut c = w.shim(&["-b", "--yes", "-o", sig.to_str().unwrap(), data.to_str().unwrap()]);
+        w.in_qube(&mut c, qube);
+        c.env("QUBES_GPG_DOMAIN", vault);
+        run_bounded(&mut c)
+    };
+    let o = sign_in("work", "vault");
+    assert!(o.status.success(), "work: {}", stderr(&o));
+    assert!(real(&w).asked().is_empty(), "work was asked about");
+
+    real(&w).answer_ask(Some("vault"));
+    let o = sign_in("other", "@default");
+    assert!(o.status.success(), "other via @default: {}\n{}", stderr(&o), real(&w).logs());
+    let asked = real(&w).asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["source"], "other");
+    assert_eq!(asked[0]["default_target"], "vault");
+
+    let o = sign_in("untrusted", "vault");
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("dom0's qrexec policy refused the call"), "{}", stderr(&o));
+    assert_eq!(real(&w).asked().len(), 1, "untrusted was asked about");
+    assert_eq!(callers(&w.export_log("ex.export")), ["work", "other"]);
+}
+
+/// dom0 passes any argument its rules match (`*`): the vault takes only a
+/// full upper-case fingerprint on qvault.Gpg, and none on qvault.LogRead.
+/// Fails with KeyArgument::parse accepting any argument.
+#[test]
+fn service_arguments_other_than_a_full_fingerprint_are_refused() {
+    let Some(mut w) = real_world() else { return };
+    let list = frame(&qubes_rpc::ClientFrame::Request(qubes_rpc::Request::new(qubes_rpc::Op::ListKeys {
+        secret: true,
+        selectors: vec![],
+    })));
+    let fpr = w.fpr.clone();
+    let refused = |w: &World, service: &str| {
+        let o = real_call(w, service, &list);
+        match answers(&o.stdout).as_slice() {
+            [qubes_rpc::ServerFrame::Error(e)] => assert_eq!(e.code, qubes_rpc::ErrorCode::Denied, "{service}: {e:?}"),
+            other => panic!("{service}: {other:?}"),
+        }
+    };
+    for arg in ["ABCDEF", &fpr[24..], &fpr.to_lowercase(), &format!("{fpr}0"), "alice"] {
+        refused(&w, &format!("qvault.Gpg+{arg}"));
+    }
+    // The same call with the exact fingerprint is served.
+    let o = real_call(&w, &format!("qvault.Gpg+{fpr}"), &list);
+    assert!(matches!(answers(&o.stdout).as_slice(), [qubes_rpc::ServerFrame::Keys(k)] if k.len() == 1), "{o:?}");
+    w.source = "audit".into();
+    refused(&w, &format!("qvault.LogRead+{fpr}"));
 }

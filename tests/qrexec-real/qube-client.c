@@ -51,6 +51,17 @@ int main(int argc, char **argv) {
         die("cannot read the qube's domain-id");
     fclose(f);
 
+    /* A test may ask for a record of the calls made: target, service, qube. */
+    const char *call_log = getenv("QVAULT_SIM_CALL_LOG");
+    if (call_log && *call_log) {
+        const char *name = strrchr(qube, '/') + 1;
+        FILE *log = fopen(call_log, "a");
+        if (!log)
+            die("cannot open QVAULT_SIM_CALL_LOG");
+        fprintf(log, "%s %s %s\n", argc > 1 ? argv[1] : "", argc > 2 ? argv[2] : "", name);
+        fclose(log);
+    }
+
     if (geteuid() == 0) {
         if (setgroups(0, NULL) || setgid(BED_UID) || setuid(BED_UID))
             die("cannot drop to the bed's user");

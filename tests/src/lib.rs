@@ -1,5 +1,11 @@
-//! The shared end-to-end harness: "a vault, a client qube, simulated qrexec",
-//! built in a temporary directory, so each test is a few lines of scenario.
+//! The shared end-to-end harness: "a vault, a client qube, qrexec", built in
+//! a temporary directory, so each test is a few lines of scenario.
+//!
+//! qrexec is Qubes' real one (tests/qrexec-real/bed: Qubes' qrexec-client-vm,
+//! agents, daemons and policy daemon) whenever it can run here: built, and the
+//! tests running as root. Otherwise the simulator (tests/qrexec-sim) stands
+//! in, after a note on stderr; under CI=true that is a failure instead.
+//! `QVAULT_E2E_QREXEC=sim` chooses the simulator (e.g. to compare the two).
 //!
 //! Binaries come from `$QVAULT_BIN_DIR` (to test installed packages) or the
 //! workspace's `target/debug` (build them first: `cargo build --workspace --bins`).
@@ -50,8 +56,48 @@ pub struct World {
     /// Extra environment for `qvault serve` only, e.g. libfaketime's
     /// `LD_PRELOAD` and `FAKETIME` for a vault whose clock runs ahead.
     pub daemon_env: Vec<(String, String)>,
-    /// Qubes' real qrexec underneath, when started by `serve_real_qrexec`.
-    pub real: Option<RealQrexec>,
+    /// Qubes' real qrexec underneath: started by `serve_real_qrexec`, or by
+    /// the first client command when the real stack is the transport.
+    real: std::sync::OnceLock<RealQrexec>,
+    /// dom0 rules of this world's bed, read before the shipped policy.
+    dom0_policy: String,
+}
+
+/// dom0's rules in the harness's bed (before the shipped 30-qvault.policy,
+/// whose "ask" would otherwise decide): every qube may call the vault, so the
+/// vault's own policy is what the suites test; disp1 is refused by dom0.
+pub const HARNESS_DOM0_POLICY: &str = "\
+qvault.Gpg      *  disp1   @anyvm  deny notify=no
+qvault.LogRead  *  disp1   @anyvm  deny notify=no
+qvault.Gpg      *  @anyvm  vault   allow
+qvault.LogRead  *  @anyvm  vault   allow
+";
+
+/// Which qrexec the client commands go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Qubes' real qrexec (tests/qrexec-real/bed).
+    Real,
+    /// tests/qrexec-sim.
+    Sim,
+}
+
+/// The transport of this test process: the real stack when it can run here.
+pub fn transport() -> Transport {
+    static T: std::sync::OnceLock<Transport> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        if std::env::var("QVAULT_E2E_QREXEC").as_deref() == Ok("sim") {
+            return Transport::Sim;
+        }
+        match real_qrexec_usable() {
+            Ok(()) => Transport::Real,
+            Err(why) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "real qrexec test bed cannot run in CI: {why}");
+                eprintln!("NOTE: simulated qrexec: the real qrexec test bed cannot run here: {why}");
+                Transport::Sim
+            }
+        }
+    })
 }
 
 impl Default for World {
@@ -88,7 +134,8 @@ impl World {
             daemon: None,
             source: "work".into(),
             daemon_env: Vec::new(),
-            real: None,
+            real: std::sync::OnceLock::new(),
+            dom0_policy: HARNESS_DOM0_POLICY.to_owned(),
         };
         let out = w.qvault(&["init", "--name", "testvault", "--no-confirm"]).output().expect("qvault init");
         assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
@@ -115,13 +162,76 @@ impl World {
         c
     }
 
+    /// Qubes' real qrexec under this world, if it is running.
+    pub fn real(&self) -> Option<&RealQrexec> {
+        self.real.get()
+    }
+
+    /// Whether client commands go through Qubes' real qrexec.
+    pub fn is_real(&self) -> bool {
+        self.real.get().is_some() || transport() == Transport::Real
+    }
+
+    /// The bed, started on first use with the vault served as it is now
+    /// (socket or exec service); later switches replace the vault's entries.
+    fn bed(&self) -> &RealQrexec {
+        self.real.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            // The bed's processes run as nobody and must reach into the world.
+            std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+            let rules = self.path("20-qvault-test.policy");
+            std::fs::write(&rules, &self.dom0_policy).expect("write policy");
+            let qvault = self.exec_qvault();
+            let vault = match &self.socket {
+                Some(s) => BedVault::Socket(s),
+                None => BedVault::Exec { qvault: &qvault, home: &self.vault_home },
+            };
+            RealQrexec::start(&self.path("bed"), vault, &[&rules])
+        })
+    }
+
+    /// The `qvault` the bed's vault agent (nobody) runs in exec mode: a link
+    /// (or copy) in the world, in case nobody cannot enter the build tree.
+    fn exec_qvault(&self) -> PathBuf {
+        let p = self.path("qvault-bin");
+        if !p.exists() && std::fs::hard_link(bin("qvault"), &p).is_err() {
+            std::fs::copy(bin("qvault"), &p).expect("copy qvault");
+        }
+        p
+    }
+
+    /// Before a call through the real stack in exec mode: the vault's agent
+    /// runs `qvault rpc` as nobody, who must own the vault's home (the tests'
+    /// own `qvault` commands run as root and may have added files).
+    fn hand_vault_home_to_nobody(&self) {
+        let st = Command::new("chown").arg("-R").arg("65534:65534").arg(&self.vault_home).status();
+        assert!(st.is_ok_and(|s| s.success()), "chown the vault's home");
+    }
+
+    /// Points the running bed's vault entries at the current serving mode.
+    fn retarget_bed(&self) {
+        if let Some(r) = self.real.get() {
+            match &self.socket {
+                Some(s) => r.set_vault(BedVault::Socket(s)),
+                None => r.set_vault(BedVault::Exec { qvault: &self.exec_qvault(), home: &self.vault_home }),
+            }
+        }
+    }
+
+    /// Runs `c` in the qube `qube` instead of `self.source` (a command made by
+    /// `shim` or `client_cmd`).
+    pub fn in_qube(&self, c: &mut Command, qube: &str) {
+        c.env("QVAULT_SIM_SOURCE", qube).env("PATH", self.path_env_for(qube));
+    }
+
     pub fn path_env(&self) -> OsString {
+        self.path_env_for(&self.source)
+    }
+
+    fn path_env_for(&self, qube: &str) -> OsString {
         // Over the real stack, the calling qube's real qrexec-client-vm
         // replaces the simulator.
-        let qrexec = match &self.real {
-            Some(r) => r.dir.join("qubes").join(&self.source).join("bin"),
-            None => sim_dir(),
-        };
+        let qrexec = if self.is_real() { self.bed().dir.join("qubes").join(qube).join("bin") } else { sim_dir() };
         let mut paths = vec![bin_dir(), qrexec];
         paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
         std::env::join_paths(paths).expect("PATH")
@@ -138,9 +248,12 @@ impl World {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
             .env_remove("GNUPGHOME");
-        if self.real.is_some() {
+        if self.is_real() {
             // Nothing from the simulator's settings reaches the real stack.
             c.env_remove("QVAULT_SIM_SOCKET").env_remove("QVAULT_SIM_VAULT_HOME");
+            if self.socket.is_none() {
+                self.hand_vault_home_to_nobody();
+            }
             return;
         }
         match &self.socket {
@@ -198,6 +311,19 @@ impl World {
         }
         self.daemon = Some(child);
         self.socket = Some(sock);
+        if self.is_real() {
+            self.open_socket_to_bed();
+        }
+        self.retarget_bed();
+    }
+
+    /// The bed's agents run as nobody, and reach the daemon's socket as
+    /// another user than the daemon's, like qrexec-agent in a vault qube.
+    fn open_socket_to_bed(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let sock = self.socket.as_ref().expect("a running daemon");
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
+        std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
     }
 
     /// Starts `qvault serve` and Qubes' real qrexec under it (tests/qrexec-real/bed):
@@ -213,16 +339,12 @@ impl World {
             eprintln!("SKIPPED: real qrexec test bed cannot run here: {why}");
             return false;
         }
+        assert!(self.real.get().is_none(), "the bed is already running");
+        self.dom0_policy = policy.to_owned();
         self.serve();
-        let sock = self.socket.clone().expect("socket");
-        // The bed's agents run as nobody, and reach the daemon's socket as
-        // another user than the daemon's, like qrexec-agent in a vault qube.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod socket");
-        let rules = self.path("20-qvault-test.policy");
-        std::fs::write(&rules, policy).expect("write policy");
-        self.real = Some(RealQrexec::start(&self.path("bed"), BedVault::Socket(&sock), &[&rules]));
+        // (Also when the simulator is this process's default transport.)
+        self.open_socket_to_bed();
+        let _ = self.bed();
         true
     }
 
@@ -234,18 +356,9 @@ impl World {
             eprintln!("SKIPPED: real qrexec test bed cannot run here: {why}");
             return false;
         }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod world");
-        let st = Command::new("chown").arg("-R").arg("65534:65534").arg(&self.vault_home).status();
-        assert!(st.is_ok_and(|s| s.success()), "chown the vault's home");
-        // The agent (nobody) runs qvault: a copy, in case nobody cannot enter
-        // the build tree.
-        let qvault = self.path("qvault-bin");
-        std::fs::copy(bin("qvault"), &qvault).expect("copy qvault");
-        let rules = self.path("20-qvault-test.policy");
-        std::fs::write(&rules, policy).expect("write policy");
-        let vault = BedVault::Exec { qvault: &qvault, home: &self.vault_home };
-        self.real = Some(RealQrexec::start(&self.path("bed"), vault, &[&rules]));
+        assert!(self.real.get().is_none() && self.socket.is_none(), "the bed is already running");
+        self.dom0_policy = policy.to_owned();
+        let _ = self.bed();
         true
     }
 
@@ -267,6 +380,7 @@ impl World {
     /// Later calls run `qvault rpc` per call again (exec-service mode).
     pub fn use_exec_mode(&mut self) {
         self.socket = None;
+        self.retarget_bed();
     }
 
     /// `qvault rpc` as qrexec starts it for one exec-service call: `service`
@@ -435,6 +549,51 @@ impl RealQrexec {
         bed
     }
 
+    /// Makes the vault qube's qvault.Gpg and qvault.LogRead entries the
+    /// packaged links to a socket, or executable services (exec mode); the
+    /// agent reads them on every call.
+    pub fn set_vault(&self, vault: BedVault<'_>) {
+        let rpc = self.dir.join("qubes/vault/rpc");
+        for svc in ["qvault.Gpg", "qvault.LogRead"] {
+            let p = rpc.join(svc);
+            let tmp = rpc.join(format!(".{svc}.new"));
+            let _ = std::fs::remove_file(&tmp);
+            match &vault {
+                BedVault::Socket(s) => std::os::unix::fs::symlink(s, &tmp).expect("link the service"),
+                BedVault::Exec { qvault, home } => {
+                    use std::os::unix::fs::PermissionsExt;
+                    // As the bed writes it: the service's log to the bed's logs.
+                    let script = format!(
+                        "#!/bin/sh\nexec \"{}\" rpc --allow-network --home \"{}\" 2>>\"{}\"\n",
+                        qvault.display(),
+                        home.display(),
+                        self.dir.join("logs/vault-rpc.log").display()
+                    );
+                    std::fs::write(&tmp, script).expect("write the service");
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+                }
+            }
+            std::fs::rename(&tmp, &p).expect("replace the service");
+        }
+    }
+
+    /// What the GuiVM's dialog stand-in answers to dom0's next "ask": `Some(q)`
+    /// allows the call to the qube `q`, `None` refuses it.
+    pub fn answer_ask(&self, allow: Option<&str>) {
+        let text = allow.map(|q| format!("allow {q}\n")).unwrap_or_else(|| "deny\n".into());
+        std::fs::write(self.dir.join("ask-answer"), text).expect("write the answer");
+    }
+
+    /// The questions dom0's policy daemon asked the GuiVM (policy.Ask lines).
+    pub fn asked(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("logs/policy-ask.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("policy.Ask "))
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect()
+    }
+
     /// Every log of the bed (qrexec-daemons, policy daemon, agents), for messages.
     pub fn logs(&self) -> String {
         let mut all = String::new();
@@ -451,6 +610,11 @@ impl RealQrexec {
 
 impl Drop for RealQrexec {
     fn drop(&mut self) {
+        // A failing test's bed logs go with its output (the bed's directory
+        // goes with the test's).
+        if std::thread::panicking() {
+            eprintln!("the real qrexec bed's logs:\n{}", self.logs());
+        }
         // End of input: the bed's pid 1 exits, the kernel ends the rest of its
         // pid namespace, and wait() returns once they are gone.
         drop(self.child.stdin.take());
@@ -592,9 +756,13 @@ pub fn detached_sign_request() -> qubes_rpc::Request {
 }
 
 /// One raw call to a daemon socket as the `work` qube: descriptor, then
-/// `bytes`, then end of input; returns every byte of the answer.
+/// `bytes`, then end of input; returns every byte of the answer. Over the
+/// real stack, through it (the agent writes the descriptor).
 pub fn raw_call(w: &World, bytes: &[u8]) -> Vec<u8> {
     use std::io::Read as _;
+    if w.is_real() {
+        return real_call(w, "qvault.Gpg", bytes).stdout;
+    }
     let mut s = std::os::unix::net::UnixStream::connect(w.socket.as_ref().expect("a running daemon")).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     s.write_all(b"qvault.Gpg work\0").expect("descriptor");
@@ -603,6 +771,15 @@ pub fn raw_call(w: &World, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     out
+}
+
+/// One call of `service` with `bytes` as the caller's whole input, through
+/// Qubes' real qrexec-client-vm of the qube `w.source` (the vault served as
+/// it is now: socket or exec service); stdout holds every byte of the answer.
+pub fn real_call(w: &World, service: &str, bytes: &[u8]) -> Output {
+    let mut c = w.client_cmd("qrexec-client-vm");
+    c.arg("vault").arg(service);
+    run_with_input(&mut c, bytes)
 }
 
 /// One exec-service call of `qvault.Gpg` (`qvault rpc`) as the `work` qube:

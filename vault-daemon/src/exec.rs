@@ -33,8 +33,10 @@ pub enum ExecError {
 }
 
 /// The service named by `QREXEC_SERVICE_FULL_NAME` (`qvault.Gpg`,
-/// `qvault.Gpg+ARG`, `qvault.LogRead`, ...), or the refusal to send.
-pub fn service_from_env(full_name: Option<&str>) -> Result<Service, RpcError> {
+/// `qvault.Gpg+FPR`, `qvault.LogRead`, ...), or the refusal to send. qrexec
+/// also sets `QREXEC_SERVICE_ARGUMENT` (`argument`) to the part after `+`: if
+/// set, it must agree.
+pub fn service_from_env(full_name: Option<&str>, argument: Option<&str>) -> Result<Service, RpcError> {
     let full = full_name.ok_or_else(|| {
         RpcError::new(
             qubes_rpc::ErrorCode::Denied,
@@ -42,7 +44,16 @@ pub fn service_from_env(full_name: Option<&str>) -> Result<Service, RpcError> {
         )
     })?;
     let name = ServiceName::parse(full).map_err(|e| RpcError::new(qubes_rpc::ErrorCode::Denied, e.to_string()))?;
-    Service::named(&name.name)
+    if let Some(arg) = argument.filter(|a| Some(*a).filter(|a| !a.is_empty()) != name.argument.as_deref()) {
+        return Err(RpcError::new(
+            qubes_rpc::ErrorCode::Denied,
+            format!(
+                "QREXEC_SERVICE_ARGUMENT {:?} does not match the service's argument",
+                arg.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    Service::from_name(&name)
 }
 
 /// Sends `err` as the call's only answer (best effort: the caller may be gone).
@@ -150,15 +161,30 @@ mod tests {
 
     #[test]
     fn service_names_are_ours_or_refused() {
-        assert_eq!(service_from_env(Some("qvault.Gpg")).ok(), Some(Service::Gpg));
-        assert_eq!(service_from_env(Some("qvault.Gpg+")).ok(), Some(Service::Gpg));
-        assert_eq!(service_from_env(Some("qvault.Gpg+ABCDEF")).ok(), Some(Service::Gpg));
-        assert_eq!(service_from_env(Some("qvault.LogRead")).ok(), Some(Service::LogRead));
-        assert_eq!(service_from_env(Some("qvault.LogRead+")).ok(), Some(Service::LogRead));
+        assert_eq!(service_from_env(Some("qvault.Gpg"), None).ok(), Some(Service::Gpg));
+        assert_eq!(service_from_env(Some("qvault.Gpg+"), Some("")).ok(), Some(Service::Gpg));
+        assert_eq!(service_from_env(Some("qvault.LogRead"), None).ok(), Some(Service::LogRead));
+        assert_eq!(service_from_env(Some("qvault.LogRead+"), None).ok(), Some(Service::LogRead));
+        let fpr = "0123456789ABCDEF0123456789ABCDEF01234567";
+        let bound = Some(Service::GpgKey(qubes_rpc::KeyArgument::parse(fpr).unwrap()));
+        assert_eq!(service_from_env(Some(&format!("qvault.Gpg+{fpr}")), Some(fpr)).ok(), bound);
+        assert_eq!(service_from_env(Some(&format!("qvault.Gpg+{fpr}")), None).ok(), bound);
         for bad in [None, Some(""), Some("qvault.Other"), Some("qvault.gpg"), Some("+qvault.Gpg"), Some("qvault.Gpg\n")]
         {
-            let e = service_from_env(bad).expect_err("refused");
+            let e = service_from_env(bad, None).expect_err("refused");
             assert_eq!(e.code, qubes_rpc::ErrorCode::Denied, "{bad:?}");
+        }
+        // An argument that is not a full fingerprint, one on LogRead, or an
+        // argument variable that disagrees with the name.
+        for (full, arg) in [
+            ("qvault.Gpg+ABCDEF".to_owned(), None),
+            (format!("qvault.Gpg+{}", fpr.to_lowercase()), None),
+            (format!("qvault.LogRead+{fpr}"), None),
+            (format!("qvault.Gpg+{fpr}"), Some("0123456789ABCDEF0123456789ABCDEF01234568")),
+            ("qvault.Gpg".to_owned(), Some(fpr)),
+        ] {
+            let e = service_from_env(Some(&full), arg).expect_err("refused");
+            assert_eq!(e.code, qubes_rpc::ErrorCode::Denied, "{full:?}");
         }
     }
 }

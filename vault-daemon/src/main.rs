@@ -305,7 +305,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 Err(std::env::VarError::NotPresent) => None,
                 Err(std::env::VarError::NotUnicode(_)) => Some("(not UTF-8)".to_owned()),
             };
-            let service = match exec::service_from_env(full_name.as_deref()) {
+            let argument = std::env::var("QREXEC_SERVICE_ARGUMENT").ok();
+            let service = match exec::service_from_env(full_name.as_deref(), argument.as_deref()) {
                 Ok(s) => s,
                 Err(refusal) => {
                     let why = refusal.message.clone();

@@ -93,7 +93,7 @@ fn call(vault: &Vault, stream: std::os::unix::net::UnixStream, timeout: Duration
     // Small: it holds the descriptor and the first frames; large reads bypass it.
     let mut r = std::io::BufReader::with_capacity(4096, &stream);
     let (svc, source) = read_descriptor(&mut r)?;
-    let service = match Service::named(&svc.name) {
+    let service = match Service::from_name(&svc) {
         Ok(s) => s,
         Err(refusal) => {
             // The caller sees nothing but what we write: say why there too.

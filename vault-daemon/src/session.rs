@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use openpgp::serialize::Marshal as _;
 use qubes_rpc::frame::FrameError;
 use qubes_rpc::{
-    CheckpointReply, ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyInfo, Op, QubeName, Request, RpcError,
-    ServerFrame, SignMode, SignRequest, SignResult, CHUNK_SIZE,
+    CheckpointReply, ClientFrame, ErrorCode, FrameReader, FrameWriter, KeyArgument, KeyInfo, Op, QubeName, Request,
+    RpcError, ServerFrame, ServiceName, SignMode, SignRequest, SignResult, CHUNK_SIZE,
 };
 use sequoia_openpgp as openpgp;
 
@@ -31,11 +31,39 @@ use sha2::{Digest, Sha256};
 pub enum Service {
     /// `qvault.Gpg`: list, export public, sign.
     Gpg,
+    /// `qvault.Gpg+FINGERPRINT`: as `Gpg`, for that key only (the certificate
+    /// with that primary or subkey fingerprint); dom0 allowed the call for it.
+    GpgKey(KeyArgument),
     /// `qvault.LogRead`: read-only access to the log.
     LogRead,
 }
 
 impl Service {
+    /// The service of a qrexec service name with its argument, as the agent
+    /// wrote it (socket header) or set it (exec environment). An argument is
+    /// accepted only on `qvault.Gpg`, and only as a full key fingerprint.
+    pub fn from_name(name: &ServiceName) -> Result<Service, RpcError> {
+        let service = Service::named(&name.name)?;
+        match (service, name.argument.as_deref()) {
+            (s, None) => Ok(s),
+            (Service::Gpg, Some(arg)) => KeyArgument::parse(arg)
+                .map(Service::GpgKey)
+                .map_err(|e| RpcError::new(ErrorCode::Denied, format!("{}: {e}", qubes_rpc::transport::SERVICE_GPG))),
+            (_, Some(_)) => Err(RpcError::new(
+                ErrorCode::Denied,
+                format!("{} takes no argument", qubes_rpc::transport::SERVICE_LOG_READ),
+            )),
+        }
+    }
+
+    /// The key this call is limited to, if any.
+    fn bound_key(&self) -> Option<&KeyArgument> {
+        match self {
+            Service::GpgKey(k) => Some(k),
+            _ => None,
+        }
+    }
+
     /// The service a qrexec service name (without its `+argument`) names, or
     /// the refusal every serving mode answers for a name that is not ours.
     pub fn named(name: &str) -> Result<Service, RpcError> {
@@ -182,6 +210,13 @@ fn dispatch<R: Read, W: Write>(
 ) -> Result<(), Failure> {
     // The policy as the file says now; a broken file refuses every call.
     let policy = vault.policy.current(&vault.log).map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?;
+    // On qvault.Gpg+FPR, every other key is as absent as one the policy hides.
+    let bound = service.bound_key();
+    let in_call = |k: &StoredKey| bound.is_none_or(|b| has_fingerprint(k, b));
+    let service = match service {
+        Service::GpgKey(_) => Service::Gpg,
+        s => s,
+    };
     match (service, req.op) {
         (Service::Gpg, Op::ListKeys { secret, selectors }) => {
             let keys: Vec<KeyInfo> = vault
@@ -189,6 +224,7 @@ fn dispatch<R: Read, W: Write>(
                 .find(&selectors)
                 .into_iter()
                 .filter(|k| !secret || k.can_sign())
+                .filter(|k| in_call(k))
                 .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::List))
                 .filter_map(StoredKey::info)
                 .collect();
@@ -201,6 +237,7 @@ fn dispatch<R: Read, W: Write>(
                 .keystore
                 .find(&selectors)
                 .into_iter()
+                .filter(|k| in_call(k))
                 .filter(|k| policy.allows_key(source.as_str(), &identity(k), Operation::ExportPublic));
             for k in allowed {
                 keystore::export_public(&k.cert, &mut out)
@@ -212,7 +249,7 @@ fn dispatch<R: Read, W: Write>(
             writer.send(&ServerFrame::Exported)?;
             Ok(())
         }
-        (Service::Gpg, Op::Sign(sreq)) => sign(vault, &policy, source, &sreq, reader, writer),
+        (Service::Gpg, Op::Sign(sreq)) => sign(vault, &policy, source, bound, &sreq, reader, writer),
         (_, Op::Checkpoint { old_size }) => {
             let (checkpoint, proof) = vault
                 .log
@@ -238,7 +275,13 @@ fn dispatch<R: Read, W: Write>(
         (Service::LogRead, _) => {
             Err(Refusal::new(ErrorCode::Denied, "qvault.LogRead only reads the log; use qvault.Gpg to sign").into())
         }
+        (Service::GpgKey(_), _) => Err(Refusal::new(ErrorCode::Internal, "unreachable: bound service").into()),
     }
+}
+
+/// Whether the certificate has `fpr` as its primary or a subkey fingerprint.
+fn has_fingerprint(k: &StoredKey, fpr: &KeyArgument) -> bool {
+    k.cert.keys().any(|ka| ka.key().fingerprint().to_hex() == fpr.as_str())
 }
 
 /// Turns a byte stream into `Output` frames of at most one chunk.
@@ -300,11 +343,12 @@ fn sign<R: Read, W: Write>(
     vault: &Vault,
     policy: &Policy,
     source: &QubeName,
+    bound: Option<&KeyArgument>,
     req: &SignRequest,
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
 ) -> Result<(), Failure> {
-    let auth = authorize(vault, policy, source, req)?;
+    let auth = authorize(vault, policy, source, bound, req)?;
     let (digest, pk_algo) = (req.digest.unwrap_or(sign::DEFAULT_HASH), auth.key.key.pk_algo());
     sign::check_digest_for_key(digest, pk_algo, &auth.key.key.keyid().to_hex())
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
@@ -325,10 +369,24 @@ fn authorize<'a>(
     vault: &'a Vault,
     policy: &'a Policy,
     source: &QubeName,
+    bound: Option<&KeyArgument>,
     req: &SignRequest,
 ) -> Result<Authorized<'a>, Refusal> {
     let visible = |k: &StoredKey| policy.visible(source.as_str(), &identity(k));
-    let key = vault.keystore.signing_key(req.key.as_deref(), visible).map_err(Refusal::from)?;
+    // A call for one key (qvault.Gpg+FPR) signs with that key or not at all:
+    // without a selector it selects that key; with one, the key selected must
+    // be it.
+    let selector = req.key.as_deref().or(bound.map(KeyArgument::as_str));
+    let key = vault.keystore.signing_key(selector, visible).map_err(Refusal::from)?;
+    if let Some(b) = bound.filter(|b| !has_fingerprint(key.stored, b)) {
+        return Err(Refusal::new(
+            ErrorCode::Denied,
+            format!(
+                "this call was allowed for key {b} only (qvault.Gpg+{b}), not for key {}",
+                key.stored.cert.fingerprint().to_hex()
+            ),
+        ));
+    }
     let op = match req.mode {
         SignMode::Detached => Operation::SignDetached,
         SignMode::Cleartext => Operation::SignCleartext,
