@@ -294,9 +294,18 @@ fn describe(e: &Entry) -> String {
             )
         }
         KeyUpdated { fingerprint, change, .. } => format!("key {fingerprint}: {change}"),
-        Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, .. } => format!(
-            "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}",
-            &data_digest[..16.min(data_digest.len())]
+        Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, summary, .. } => format!(
+            "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}{}",
+            &data_digest[..16.min(data_digest.len())],
+            summary.as_deref().map(|s| format!("\n          what: {s}")).unwrap_or_default()
+        ),
+        VaultState { version, binary_sha256, policy_digest, interfaces, qube_name, qube_template, .. } => format!(
+            "vault state (self-reported): qvault {version}, binary {}..., policy {}..., interfaces: {}, qube {}, template {}",
+            &binary_sha256[..16],
+            &policy_digest[..16],
+            interfaces.join(","),
+            qube_name.as_deref().unwrap_or("(not told)"),
+            qube_template.as_deref().unwrap_or("(not told)")
         ),
         DaemonStarted { version, interfaces } => {
             format!("daemon {version} started, interfaces: {}", interfaces.join(","))
