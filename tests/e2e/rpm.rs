@@ -46,6 +46,10 @@ fn import_sign_and_check(algo: &str) {
     c.arg("--define").arg(format!("__gpg {}", bin("qvault-gpg").display()));
     c.arg("--addsign").arg(&pkg);
     assert_ok(&run(&mut c));
+    // The vault recognised the rpm header it signed (vault-daemon/src/summary.rs).
+    let log = w.export_log("vault.log");
+    let show = stdout(&w.audit(&["show", log.to_str().unwrap()]));
+    assert!(show.contains("what: rpm package: hello-1.0-1.noarch"), "{show}");
 
     // Without the key, rpm says the signature cannot be checked: the check can fail.
     let before = run(rpmkeys(&db).arg("-K").arg(&pkg));
