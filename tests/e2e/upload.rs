@@ -224,7 +224,10 @@ Checksums-Sha256:\n 00 10 hello_1.0.dsc\n 11 20 hello_1.0.tar.xz\nFiles:\n 0 10 
     let release =
         "Origin: Debian\nLabel: Debian\nSuite: unstable\nCodename: sid\nDate: Sat, 28 Nov 2026 08:00:00 UTC\n\
 SHA256:\n 00 12 main/binary-amd64/Packages\n";
-    assert_ok(&run_with_input(&mut w.shim(&["-abs"]), release.as_bytes()));
+    let o = run_with_input(&mut w.shim(&["-abs"]), release.as_bytes());
+    assert_ok(&o);
+    std::fs::write(w.path("Release"), release).unwrap();
+    std::fs::write(w.path("Release.asc"), &o.stdout).unwrap();
     vec![
         format!(
             "git commit: tree {tree}, no parent, author Alice Volunteer <alice@example.org>, subject \"Fix the frobnicator\""
@@ -256,6 +259,19 @@ fn summaries_of_a_commit_a_changes_and_a_release_file_in_the_log_and_the_questio
     let show = stdout(&w.audit(&["show", log.to_str().unwrap()]));
     assert!(show.contains(&format!("what: {}", want[1])), "{show}");
     assert!(show.contains("vault state (self-reported): qvault "), "{show}");
+    // verify-bundle takes the detached signature on the Release file.
+    let rel = w.path("Release.asc");
+    let o =
+        w.audit(&["verify-bundle", rel.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-key", &w.log_key()]);
+    assert!(stdout(&o).contains(&format!("what:       {}", want[2])), "{}", stdout(&o));
+    if can_unshare_net() {
+        assert_ok(&o);
+    }
+    std::fs::write(w.path("Release"), "Suite: forged\n").unwrap();
+    let o =
+        w.audit(&["verify-bundle", rel.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-key", &w.log_key()]);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("the signature does not verify over the file"), "{}", stdout(&o));
 }
 
 #[test]
