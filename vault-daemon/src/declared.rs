@@ -83,10 +83,11 @@ impl Declared {
             return Ok(());
         }
         log.append(None, |_| Ok((event, ())))?;
-        if let Some(dir) = self.seen.parent() {
-            fsutil::ensure_private_dir(dir)?;
+        // The state is on the record now; the file only spares the next call
+        // a duplicate entry, so failing to write it fails nothing.
+        if let Err(e) = write_state_file(&self.seen, digest.as_bytes()) {
+            tracing::warn!("cannot remember the declared state in {}: {e}", self.seen.display());
         }
-        fsutil::write_private(&self.seen, digest.as_bytes())?;
         Ok(())
     }
 }
@@ -108,11 +109,18 @@ fn exe_digest(cache: &Path) -> anyhow::Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut std::fs::File::open(exe)?, &mut h)?;
     let d = hex::encode(h.finalize());
-    if let Some(dir) = cache.parent() {
+    // A cache: when it cannot be written (a full disk), the next call hashes again.
+    if let Err(e) = write_state_file(cache, format!("{stamp} {d}").as_bytes()) {
+        tracing::warn!("cannot cache the binary's digest in {}: {e}", cache.display());
+    }
+    Ok(d)
+}
+
+fn write_state_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
         fsutil::ensure_private_dir(dir)?;
     }
-    fsutil::write_private(cache, format!("{stamp} {d}").as_bytes())?;
-    Ok(d)
+    fsutil::write_private(path, contents)
 }
 
 /// One qubesdb key, when `qubesdb-read` exists and answers; bounded.
