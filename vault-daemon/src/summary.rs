@@ -51,7 +51,8 @@ pub fn summarize(head: &[u8], cut: bool) -> Option<String> {
         let text = text_prefix(head, cut)?;
         git(&text).or_else(|| deb822(&text))
     }?;
-    Some(bound(&s))
+    // What the log accepts (entry.rs checks it again): one line, bounded.
+    Some(bound(&s)).filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
 }
 
 /// The data as text: valid UTF-8 up to where it was cut (a multi-byte
