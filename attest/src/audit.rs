@@ -267,7 +267,7 @@ pub enum Evidence<'a> {
     Log(Box<LogReport>),
 }
 
-fn signatures_in(bytes: &[u8]) -> Vec<Signature> {
+pub(crate) fn signatures_in(bytes: &[u8]) -> Vec<Signature> {
     let mut out = Vec::new();
     let Ok(mut ppr) = PacketParser::from_bytes(bytes) else { return out };
     while let PacketParserResult::Some(pp) = ppr {
@@ -283,7 +283,7 @@ fn signatures_in(bytes: &[u8]) -> Vec<Signature> {
     out
 }
 
-struct OneCert(Cert);
+pub(crate) struct OneCert(pub(crate) Cert);
 
 impl VerificationHelper for OneCert {
     fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
@@ -303,7 +303,7 @@ impl VerificationHelper for OneCert {
 
 /// The signature's entry and its key's entry, read from a verified whole log
 /// (strictly, each at its own index) and checked with [`check_signature_entry`].
-fn entry_in_log(log: &LogReport, sig: &Signature, key: &Verifier) -> Result<(Entry, Option<Entry>), String> {
+pub(crate) fn entry_in_log(log: &LogReport, sig: &Signature, key: &Verifier) -> Result<(Entry, Option<Entry>), String> {
     if !log.ok {
         return Err("the log does not verify (run verify-log for details)".into());
     }

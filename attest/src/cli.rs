@@ -22,6 +22,23 @@ pub struct KeyArg {
     pub log_key: String,
 }
 
+/// The vault's log an archive checks uploads against.
+#[derive(clap::Args)]
+pub struct LogEvidence {
+    #[command(flatten)]
+    pub key: KeyArg,
+    /// The vault's log (`qvault log export`, `qvault-audit fetch`), covering the signatures
+    #[arg(long)]
+    pub log: PathBuf,
+    /// More signed checkpoints to check against the log (from clients, receipts)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
+    /// Witnesses and quorum (C2SP tlog-policy) the log's checkpoint must meet.
+    /// Without it the verdict says the witness quorum was not checked.
+    #[arg(long, value_name = "FILE")]
+    pub tlog_policy: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Replay a whole log: entries, root, checkpoints.
@@ -61,6 +78,25 @@ pub enum Cmd {
         /// A consistency proof: hex hashes, one per line
         #[arg(long)]
         proof: Option<PathBuf>,
+    },
+    /// Check a Debian upload for an archive: the clearsigned .changes, every
+    /// .dsc it lists and every file either lists, each signature's place in
+    /// the vault's log, its key's origin (generated in the vault) and the
+    /// vault's declared state when it signed.
+    VerifyUpload {
+        /// The .changes file; the files it lists are read from its directory
+        changes: PathBuf,
+        #[command(flatten)]
+        evidence: LogEvidence,
+    },
+    /// Check any signed files against the vault's log, as verify-upload does:
+    /// clearsigned documents, and detached signatures X.asc, X.sig or X.gpg
+    /// over the file X beside them.
+    VerifyBundle {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        evidence: LogEvidence,
     },
     /// List a log's entries.
     Show { log: PathBuf },

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the entry encoding.
 pub const ENTRY_VERSION: u32 = 1;
+/// Longest `summary` of a signature entry, in bytes.
+pub const MAX_SUMMARY: usize = 1024;
+/// Longest qube name or template in a `vault_state` entry, in bytes.
+const MAX_QUBE_NAME: usize = 64;
 /// Longest entry accepted from outside, in bytes.
 pub const MAX_ENTRY: usize = 64 * 1024;
 /// The notation that binds a signature to its log entry: value `<origin> <index>`.
@@ -65,9 +69,33 @@ pub enum Event {
         /// the client's); absent when the vault hashed the data itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hashed_by: Option<String>,
+        /// What the vault recognised in the data it hashed (a Debian upload,
+        /// a git commit, ...): short, bounded text. Absent when the vault did
+        /// not recognise the data, did not see it, or policy turned it off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
     },
     /// The daemon started; `interfaces` are the network interfaces it saw.
     DaemonStarted { version: String, interfaces: Vec<String> },
+    /// What the vault says about itself, at start and when it changes. Its
+    /// own word (`self_reported` is always true): a compromised vault could
+    /// lie, but then the lie is on the record.
+    VaultState {
+        version: String,
+        /// SHA-256 of the running binary (`/proc/self/exe`), hex.
+        binary_sha256: String,
+        /// SHA-256 of the policy file in force, hex.
+        policy_digest: String,
+        /// Network interfaces present (`/sys/class/net`), sorted.
+        interfaces: Vec<String>,
+        /// The qube's name and template as qubesdb tells them; absent when
+        /// there is no qubesdb (not a Qubes qube) or no such key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qube_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qube_template: Option<String>,
+        self_reported: bool,
+    },
     /// The policy file changed; SHA-256 of its new content.
     PolicyChanged { policy_digest: String },
     /// A position reserved for a signature that was not made (the signer
@@ -139,9 +167,15 @@ impl Entry {
                     return Err(EntryError::Field("cert"));
                 }
             }
-            Event::Signature { key, primary, sig_type, mode, data_digest, sig_digest, hashed_by, .. } => {
+            Event::Signature { key, primary, sig_type, mode, data_digest, sig_digest, hashed_by, summary, .. } => {
                 if hashed_by.as_deref().is_some_and(|h| h != "client") {
                     return Err(EntryError::Field("hashed_by"));
+                }
+                // The vault summarises only data it saw; text for people, one line.
+                if let Some(s) = summary {
+                    if hashed_by.is_some() || s.is_empty() || s.len() > MAX_SUMMARY || s.chars().any(char::is_control) {
+                        return Err(EntryError::Field("summary"));
+                    }
                 }
                 if !is_fpr(key) || !is_fpr(primary) {
                     return Err(EntryError::Field("key"));
@@ -162,6 +196,24 @@ impl Entry {
             Event::PolicyChanged { policy_digest } => {
                 if !is_hex(policy_digest, Some(64)) {
                     return Err(EntryError::Field("policy_digest"));
+                }
+            }
+            Event::VaultState { binary_sha256, policy_digest, qube_name, qube_template, self_reported, .. } => {
+                if !is_hex(binary_sha256, Some(64)) {
+                    return Err(EntryError::Field("binary_sha256"));
+                }
+                if !is_hex(policy_digest, Some(64)) {
+                    return Err(EntryError::Field("policy_digest"));
+                }
+                let bad_name = |n: &Option<String>| {
+                    n.as_ref()
+                        .is_some_and(|n| n.is_empty() || n.len() > MAX_QUBE_NAME || n.chars().any(char::is_control))
+                };
+                if bad_name(qube_name) || bad_name(qube_template) {
+                    return Err(EntryError::Field("qube_name"));
+                }
+                if !self_reported {
+                    return Err(EntryError::Field("self_reported"));
                 }
             }
             Event::LogCreated { .. } | Event::DaemonStarted { .. } | Event::Void { .. } => {}
@@ -191,6 +243,7 @@ impl Entry {
             Event::KeyUpdated { .. } => "key_updated",
             Event::Signature { .. } => "signature",
             Event::DaemonStarted { .. } => "daemon_started",
+            Event::VaultState { .. } => "vault_state",
             Event::PolicyChanged { .. } => "policy_changed",
             Event::Void { .. } => "void",
         }
@@ -252,6 +305,15 @@ struct RawEntry<'a> {
     policy_digest: Option<Cow<'a, str>>,
     #[serde(borrow)]
     reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    summary: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    binary_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    qube_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    qube_template: Option<Cow<'a, str>>,
+    self_reported: Option<bool>,
 }
 
 impl RawEntry<'_> {
@@ -280,6 +342,11 @@ impl RawEntry<'_> {
             self.interfaces.is_some(),
             self.policy_digest.is_some(),
             self.reason.is_some(),
+            self.summary.is_some(),
+            self.binary_sha256.is_some(),
+            self.qube_name.is_some(),
+            self.qube_template.is_some(),
+            self.self_reported.is_some(),
         ]
         .iter()
         .filter(|&&p| p)
@@ -325,7 +392,7 @@ impl RawEntry<'_> {
                 3,
             ),
             "signature" => {
-                let optional = usize::from(self.hashed_by.is_some());
+                let optional = usize::from(self.hashed_by.is_some()) + usize::from(self.summary.is_some());
                 (
                     Event::Signature {
                         key: s(self.key, "key")?,
@@ -338,6 +405,7 @@ impl RawEntry<'_> {
                         sig_digest: s(self.sig_digest, "sig_digest")?,
                         decision: s(self.decision, "decision")?,
                         hashed_by: self.hashed_by.map(Cow::into_owned),
+                        summary: self.summary.map(Cow::into_owned),
                     },
                     9 + optional,
                 )
@@ -349,6 +417,21 @@ impl RawEntry<'_> {
                 },
                 2,
             ),
+            "vault_state" => {
+                let optional = usize::from(self.qube_name.is_some()) + usize::from(self.qube_template.is_some());
+                (
+                    Event::VaultState {
+                        version: s(self.version, "version")?,
+                        binary_sha256: s(self.binary_sha256, "binary_sha256")?,
+                        policy_digest: s(self.policy_digest, "policy_digest")?,
+                        interfaces: req(self.interfaces, "interfaces")?,
+                        qube_name: self.qube_name.map(Cow::into_owned),
+                        qube_template: self.qube_template.map(Cow::into_owned),
+                        self_reported: req(self.self_reported, "self_reported")?,
+                    },
+                    5 + optional,
+                )
+            }
             "policy_changed" => (Event::PolicyChanged { policy_digest: s(self.policy_digest, "policy_digest")? }, 1),
             "void" => (Event::Void { reason: s(self.reason, "reason")? }, 1),
             other => return Err(EntryError::Json(format!("unknown kind {other:?}"))),
@@ -376,6 +459,7 @@ mod tests {
             sig_digest: "11".repeat(32),
             decision: "allow".into(),
             hashed_by: None,
+            summary: None,
         }
     }
 
@@ -439,5 +523,56 @@ mod tests {
         let b = e.encode();
         assert!(String::from_utf8(b.clone()).unwrap().contains(r#""hashed_by":"client""#));
         assert_eq!(Entry::parse(&b, 5).unwrap(), e);
+    }
+
+    #[test]
+    fn summaries_are_pinned_and_optional() {
+        let mut e = Entry::new(5, 1, None, sig_event());
+        if let Event::Signature { summary, .. } = &mut e.event {
+            *summary = Some("git commit: tree 00, no parent".into());
+        }
+        let s = String::from_utf8(e.encode()).unwrap();
+        assert!(s.ends_with(r#""decision":"allow","summary":"git commit: tree 00, no parent"}"#), "{s}");
+        assert_eq!(Entry::parse(s.as_bytes(), 5).unwrap(), e);
+        let ctl = s.replace("tree 00", r"tree\u001b00");
+        assert_eq!(Entry::parse(ctl.as_bytes(), 5), Err(EntryError::Field("summary")));
+        let both = s.replacen("\"kind\"", "\"hashed_by\":\"client\",\"kind\"", 1);
+        assert_eq!(Entry::parse(both.as_bytes(), 5), Err(EntryError::Field("summary")), "no summary of unseen data");
+        let long = s.replace("tree 00", &"x".repeat(MAX_SUMMARY));
+        assert_eq!(Entry::parse(long.as_bytes(), 5), Err(EntryError::Field("summary")));
+    }
+
+    #[test]
+    fn vault_state_is_pinned() {
+        let e = Entry::new(
+            2,
+            1700000000,
+            None,
+            Event::VaultState {
+                version: "0.1.0".into(),
+                binary_sha256: "ab".repeat(32),
+                policy_digest: "cd".repeat(32),
+                interfaces: vec!["lo".into()],
+                qube_name: Some("vault".into()),
+                qube_template: Some("debian-12".into()),
+                self_reported: true,
+            },
+        );
+        let s = String::from_utf8(e.encode()).unwrap();
+        assert_eq!(
+            s,
+            format!(
+                r#"{{"v":1,"index":2,"time":1700000000,"kind":"vault_state","version":"0.1.0","binary_sha256":"{}","policy_digest":"{}","interfaces":["lo"],"qube_name":"vault","qube_template":"debian-12","self_reported":true}}"#,
+                "ab".repeat(32),
+                "cd".repeat(32)
+            )
+        );
+        assert_eq!(Entry::parse(s.as_bytes(), 2).unwrap(), e);
+        let bare = s.replace(r#""qube_name":"vault","qube_template":"debian-12","#, "");
+        assert!(Entry::parse(bare.as_bytes(), 2).is_ok(), "no qubesdb: no name");
+        let denied = s.replace("\"self_reported\":true", "\"self_reported\":false");
+        assert_eq!(Entry::parse(denied.as_bytes(), 2), Err(EntryError::Field("self_reported")));
+        let missing = s.replace(",\"self_reported\":true", "");
+        assert!(matches!(Entry::parse(missing.as_bytes(), 2), Err(EntryError::Json(_))));
     }
 }

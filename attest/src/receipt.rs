@@ -330,6 +330,7 @@ mod tests {
             sig_digest: digest.into(),
             decision: "allow".into(),
             hashed_by: None,
+            summary: None,
         }
     }
 

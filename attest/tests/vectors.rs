@@ -95,3 +95,23 @@ fn receipt_defects_are_detected() {
         assert!(res.is_err(), "{name} undetected");
     }
 }
+
+/// The entries issue 14 added (a signature's `summary`, `vault_state`), with
+/// their leaf hashes: they parse at their index and re-encode to the same bytes.
+#[test]
+fn upload_entry_vectors_parse_and_hash_as_pinned() {
+    let t = text("upload-entries.txt");
+    let mut kinds = Vec::new();
+    for line in t.lines().filter(|l| !l.starts_with('#')) {
+        let (hash, json) = line.split_once(' ').unwrap();
+        assert_eq!(hex::encode(leaf_hash(json.as_bytes())), hash);
+        let index: u64 = serde_json::from_str::<serde_json::Value>(json).unwrap()["index"].as_u64().unwrap();
+        let e = qvault_attest::Entry::parse(json.as_bytes(), index).unwrap();
+        assert_eq!(e.encode(), json.as_bytes(), "the encoder writes the pinned bytes");
+        kinds.push(e.kind());
+        if let qvault_attest::Event::Signature { summary, .. } = &e.event {
+            assert!(summary.as_deref().unwrap().starts_with("Debian upload (.changes): hello 1.0"));
+        }
+    }
+    assert_eq!(kinds, ["vault_state", "signature"]);
+}

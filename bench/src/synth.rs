@@ -72,6 +72,7 @@ pub fn entry(i: u64, v: &Verifier) -> Vec<u8> {
             sig_digest: hex_of(i, b"sig"),
             decision: "allow".into(),
             hashed_by: None,
+            summary: None,
         },
     };
     let source = if i >= 3 { Some("work".to_owned()) } else { None };

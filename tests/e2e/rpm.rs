@@ -10,6 +10,10 @@ use qvault_e2e::*;
 fn import_sign_and_check(algo: &str) {
     let w = World::with_key("Rpm Packager <rpm@example.org>", algo);
     let pkg = signed_package(&w).unwrap_or_else(|o| panic!("rpmsign --addsign failed: {}{}", stdout(&o), stderr(&o)));
+    // The vault recognised the rpm header it signed (vault-daemon/src/summary.rs).
+    let log = w.export_log("vault.log");
+    let show = stdout(&w.audit(&["show", log.to_str().unwrap()]));
+    assert!(show.contains("what: rpm package: hello-1.0-1.noarch"), "{show}");
 
     // Without the key, rpm says the signature cannot be checked: the check can fail.
     let empty = w.path("emptydb");

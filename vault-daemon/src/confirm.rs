@@ -27,12 +27,14 @@ pub struct Question<'a> {
     /// The calling qube hashed the data (policy `client_hash`): the vault has
     /// not seen it, and size and digest are the caller's claims.
     pub client_hashed: bool,
+    /// What the vault recognised in the data (`summary.rs`), if anything.
+    pub summary: Option<&'a str>,
 }
 
 impl Question<'_> {
     pub fn message(&self) -> String {
         format!(
-            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data{}, {} {}.\n\nAllow?",
+            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data{}, {} {}.\n{}\nAllow?",
             self.caller,
             self.operation,
             self.key,
@@ -40,7 +42,8 @@ impl Question<'_> {
             self.size,
             if self.client_hashed { " hashed by that qube (the vault has not seen them)" } else { "" },
             self.hash_algo,
-            self.digest
+            self.digest,
+            self.summary.map(|s| format!("\nThe data is: {s}\n")).unwrap_or_default()
         )
     }
 }
@@ -48,7 +51,13 @@ impl Question<'_> {
 pub fn ask(cmd: &ConfirmCommand, q: &Question<'_>) -> Answer {
     let msg = q.message();
     let argv: Vec<String> = cmd.argv.iter().map(|a| a.replace("{message}", &msg)).collect();
-    let child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    if let Some(s) = q.summary {
+        command.env("QVAULT_SUMMARY", s);
+    } else {
+        command.env_remove("QVAULT_SUMMARY");
+    }
+    let child = command
         .args(&argv[1..])
         .env("QVAULT_CALLER", q.caller)
         .env("QVAULT_KEY", q.key)
@@ -96,6 +105,7 @@ mod tests {
             digest: "ab",
             hash_algo: "SHA256",
             client_hashed: false,
+            summary: None,
         }
     }
 
@@ -124,5 +134,14 @@ mod tests {
             c.message()
         );
         assert_eq!(ask(&cmd("test \"$QVAULT_HASHED_BY\" = client", 5), &c), Answer::Approved);
+    }
+
+    #[test]
+    fn the_question_shows_the_summary() {
+        assert!(!q().message().contains("The data is"));
+        assert_eq!(ask(&cmd("test -z \"${QVAULT_SUMMARY+set}\"", 5), &q()), Answer::Approved);
+        let s = Question { summary: Some("git commit: tree 00"), ..q() };
+        assert!(s.message().contains("\nThe data is: git commit: tree 00\n"), "{}", s.message());
+        assert_eq!(ask(&cmd("test \"$QVAULT_SUMMARY\" = \"git commit: tree 00\"", 5), &s), Answer::Approved);
     }
 }

@@ -95,7 +95,9 @@ fn open_vault(home: &Home, opener: Opener) -> anyhow::Result<Vault> {
         Opener::Daemon => (file(), Gate::in_memory()),
         Opener::Exec => (file(), Gate::on_disk(home.state_dir())?),
     };
-    let vault = Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate };
+    // Serving openers declare the vault's state before signing under it.
+    let declared = (opener != Opener::Admin).then(|| qvault::declared::Declared::new(&home.state_dir()));
+    let vault = Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate, declared };
     if opener == Opener::Daemon {
         // A daemon does not start on a policy it could not serve under (later
         // breakage only refuses calls until the file is fixed).
@@ -236,6 +238,9 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let interfaces = log::interfaces();
             let version = env!("CARGO_PKG_VERSION").to_owned();
             vault.log.append(None, |_| Ok((qvault_attest::Event::DaemonStarted { version, interfaces }, ())))?;
+            if let (Some(d), Some(policy)) = (&vault.declared, vault.policy.digest()) {
+                d.declare(&vault.log, &policy, true).context("declaring the vault's state in the log")?;
+            }
             server::run(
                 vault,
                 server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },

@@ -67,6 +67,10 @@ pub struct Rule {
     /// for large files; the vault then signs a digest it cannot check against
     /// the data, and logs that the client hashed it). Off unless set.
     pub client_hash: bool,
+    /// The vault puts a summary of what it signed (package, version, commit
+    /// subject, ...) in the log and its question. On unless set to false, for
+    /// qubes whose content is private.
+    pub summaries: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +113,7 @@ struct RawRule {
     max_data_bytes: Option<Spanned<u64>>,
     rate_per_minute: Option<Spanned<u32>>,
     client_hash: Option<Spanned<bool>>,
+    summaries: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +246,7 @@ impl Policy {
             let max_data_bytes = r.max_data_bytes.map(Spanned::into_inner);
             let rate_per_minute = r.rate_per_minute.map(Spanned::into_inner);
             let client_hash = r.client_hash.is_some_and(|c| *c.get_ref());
+            let summaries = r.summaries.as_ref().is_none_or(|c| *c.get_ref());
             let id = rule_id(
                 rules.len(),
                 &callers,
@@ -259,6 +265,7 @@ impl Policy {
                 max_data_bytes,
                 rate_per_minute,
                 client_hash,
+                summaries,
             });
         }
         let confirm = match raw.confirm {
@@ -412,6 +419,11 @@ confirm = "{mode}"
 # faster for large files, but the vault then signs a digest it cannot check
 # against the data; the log records "hashed_by": "client". Off by default.
 # client_hash = true
+# The vault logs and shows a short summary of what it signs when it recognises
+# the data (a Debian upload's package, version and files; a git commit's tree,
+# author and subject; an apt Release file's suite and date). Turn it off for
+# qubes whose content is private:
+# summaries = false
 
 # Examples:
 # [[rule]]
@@ -423,7 +435,8 @@ confirm = "{mode}"
 #
 # The question asked in the vault; {{message}} is replaced by the details, which
 # are also in the environment (QVAULT_CALLER, QVAULT_KEY, QVAULT_OPERATION,
-# QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST, QVAULT_HASHED_BY). Exit status 0 approves.
+# QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST, QVAULT_HASHED_BY, and QVAULT_SUMMARY when
+# the vault recognised the data). Exit status 0 approves.
 # [confirm]
 # command = ["zenity", "--question", "--title=qvault", "--no-markup", "--text={{message}}"]
 # timeout_seconds = 60

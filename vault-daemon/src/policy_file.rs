@@ -111,6 +111,15 @@ impl PolicyFile {
         PolicyFile(Source::File { path, seen: state_dir.join("policy-digest"), loaded: Mutex::new(loaded) })
     }
 
+    /// SHA-256 of the policy text in force (hex), once a file was read; `None`
+    /// for a fixed policy.
+    pub fn digest(&self) -> Option<String> {
+        match &self.0 {
+            Source::Fixed(_) => None,
+            Source::File { loaded, .. } => loaded.lock().unwrap_or_else(|p| p.into_inner()).digest.clone(),
+        }
+    }
+
     /// The policy for a call starting now: re-read if the file changed, and
     /// recorded in `log` when its text is new.
     pub fn current(&self, log: &Log) -> Result<Arc<Policy>, PolicyUnavailable> {

@@ -90,6 +90,9 @@ pub struct Vault {
     /// Read at the start of every call: an edit applies from the next call on.
     pub policy: PolicyFile,
     pub gate: Gate,
+    /// The vault's declared state, logged before signing when it changed;
+    /// `None` where nothing is signed under a policy file (admin, fuzzing).
+    pub declared: Option<crate::declared::Declared>,
 }
 
 fn identity(k: &StoredKey) -> KeyIdentity<'_> {
@@ -356,9 +359,13 @@ fn sign<R: Read, W: Write>(
     let plan = job.plan(&auth.key, auth.rule.client_hash, auth.rule.max_data_bytes);
     writer.send(&ServerFrame::Ready(plan.clone()))?;
     writer.flush().map_err(FrameError::from)?;
-    let received = receive(&mut job, &plan, auth.rule.max_data_bytes, reader)?;
-    let decision = confirm_call(vault, policy, source, &auth, &job, received, req)?;
-    let made = sign_and_record(vault, source, auth, job, &plan, decision, req)?;
+    // The summary reads the data as it streams past; never for a client-hashed
+    // call (the vault sees no data), nor when policy turned summaries off.
+    let mut sniffer = auth.rule.summaries.then(crate::summary::Sniffer::new);
+    let received = receive(&mut job, &plan, auth.rule.max_data_bytes, reader, sniffer.as_mut())?;
+    let summary = sniffer.filter(|_| !job.client_hashed()).and_then(|s| s.summary());
+    let decision = confirm_call(vault, policy, source, &auth, &job, received, req, summary.as_deref())?;
+    let made = sign_and_record(vault, source, auth, job, &plan, decision, req, summary)?;
     writer.send(&ServerFrame::Signed(made))?;
     Ok(())
 }
@@ -425,6 +432,7 @@ fn receive<R: Read>(
     plan: &qubes_rpc::SignPlan,
     max: Option<u64>,
     reader: &mut FrameReader<R>,
+    mut sniffer: Option<&mut crate::summary::Sniffer>,
 ) -> Result<u64, Failure> {
     let max = max.unwrap_or(u64::MAX);
     let too_large = || Refusal(RpcError::too_large(max));
@@ -437,6 +445,9 @@ fn receive<R: Read>(
                     return Err(too_large().into());
                 }
                 job.update(d).map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+                if let Some(s) = sniffer.as_deref_mut() {
+                    s.update(d);
+                }
             }
             Some(ClientFrame::End) => break,
             // The client hashed the data itself: allowed only when the plan
@@ -470,6 +481,7 @@ fn receive<R: Read>(
 
 /// Asks in the vault when the rule says so (or takes the answer remembered
 /// for this caller, key and rule); returns the decision as logged.
+#[allow(clippy::too_many_arguments)]
 fn confirm_call(
     vault: &Vault,
     policy: &Policy,
@@ -478,6 +490,7 @@ fn confirm_call(
     job: &SignJob,
     received: u64,
     req: &SignRequest,
+    summary: Option<&str>,
 ) -> Result<String, Refusal> {
     let rule = auth.rule;
     let auto_accept = match rule.confirm {
@@ -507,6 +520,7 @@ fn confirm_call(
             digest: &hex::encode(digest),
             hash_algo: &hash_name(req),
             client_hashed: job.client_hashed(),
+            summary,
         };
         confirm::ask(&policy.confirm, &q)
     };
@@ -524,6 +538,7 @@ fn hash_name(req: &SignRequest) -> String {
 /// Reserves the signature's log index (it goes into the signature), signs
 /// outside the log's locks, commits the entry, and builds the answer. Nothing
 /// is returned before the entry is durable.
+#[allow(clippy::too_many_arguments)]
 fn sign_and_record(
     vault: &Vault,
     source: &QubeName,
@@ -532,7 +547,12 @@ fn sign_and_record(
     plan: &qubes_rpc::SignPlan,
     decision: String,
     req: &SignRequest,
+    summary: Option<String>,
 ) -> Result<SignResult, Refusal> {
+    // The state the vault signs under is on the record before the signature.
+    if let (Some(d), Some(policy)) = (&vault.declared, vault.policy.digest()) {
+        d.declare(&vault.log, &policy, false).map_err(log_refusal)?;
+    }
     let created = SystemTime::now();
     let mode = match req.mode {
         SignMode::Detached => "detached",
@@ -566,6 +586,7 @@ fn sign_and_record(
         sig_digest: hex::encode(Sha256::digest(&signature)),
         decision,
         hashed_by: finished.client_hashed.then(|| "client".to_owned()),
+        summary,
     };
     let (index, entry_bytes) = vault.log.commit(reservation, event).map_err(log_refusal)?;
     let provenance = &auth.key.stored.provenance;

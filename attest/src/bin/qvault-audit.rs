@@ -12,10 +12,11 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use qvault_attest::audit::{self, Evidence};
 use qvault_attest::bundle::{self, Record};
-use qvault_attest::cli::{Cli, Cmd, KeyArg};
+use qvault_attest::cli::{Cli, Cmd, KeyArg, LogEvidence};
 use qvault_attest::merkle::verify_consistency;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::hashes;
+use qvault_attest::upload;
 use qvault_attest::Entry;
 
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
@@ -204,6 +205,17 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             eprintln!("fetched {} bytes of log from {vault}", log.len());
             Ok(Ok(()))
         }
+        Cmd::VerifyUpload { changes, evidence } => {
+            let (log, key) = upload_log(evidence)?;
+            let rep =
+                upload::verify_upload(changes, &log, &key).with_context(|| format!("reading {}", changes.display()))?;
+            report_upload(cli.json, &format!("upload {}", changes.display()), &rep)
+        }
+        Cmd::VerifyBundle { files, evidence } => {
+            let (log, key) = upload_log(evidence)?;
+            let rep = upload::verify_bundle(files, &log, &key)?;
+            report_upload(cli.json, "bundle", &rep)
+        }
         Cmd::Show { log } => {
             let mut r = bundle::Reader::new(open_log(log)?)?;
             let mut i = 0u64;
@@ -232,6 +244,102 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             Ok(Ok(()))
         }
     }
+}
+
+/// The log an upload is checked against, verified whole (entries kept).
+fn upload_log(ev: &LogEvidence) -> anyhow::Result<(audit::LogReport, Verifier)> {
+    // The hook for witnesses: a tlog-policy's quorum is checked here once the
+    // witness support lands; until then asking for it is an error, never a
+    // silent pass.
+    if let Some(p) = &ev.tlog_policy {
+        anyhow::bail!(
+            "--tlog-policy {}: this qvault-audit cannot check a witness quorum yet; without --tlog-policy the verdict says the quorum was not checked",
+            p.display()
+        );
+    }
+    let key = log_key(&ev.key)?;
+    let extra = ev
+        .checkpoint
+        .iter()
+        .map(|p| Ok(String::from_utf8(read_limited(p, 16 * 1024)?)?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((audit::verify_log(open_log(&ev.log)?, &key, &extra, true), key))
+}
+
+fn report_upload(json: bool, what: &str, rep: &upload::UploadReport) -> anyhow::Result<Result<(), Failed>> {
+    if json {
+        let mut v = serde_json::to_value(rep)?;
+        v["verdict"] = verdict(rep.ok).into();
+        say!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(if rep.ok { Ok(()) } else { Err(Failed) });
+    }
+    say!("{what}: {}", verdict(rep.ok));
+    say!(
+        "  log:          {} ({} entries, newest checkpoint covers {}){}",
+        rep.log_origin.as_deref().unwrap_or("?"),
+        rep.log_entries,
+        rep.checkpoint_size.unwrap_or(0),
+        if rep.log_ok { "" } else { ", DOES NOT VERIFY" }
+    );
+    for s in &rep.signatures {
+        say!("  signature on {}: {}", s.file, verdict(s.ok));
+        if let (Some(signer), Some(i)) = (&s.signer, s.log_index) {
+            say!(
+                "    signed by {signer}, log entry {i}, {}{}",
+                s.logged_at.map(when).unwrap_or_default(),
+                s.caller.as_deref().map(|c| format!(", requested by qube {c}")).unwrap_or_default()
+            );
+        }
+        if let Some(d) = &s.decision {
+            say!("    policy:     {d}");
+        }
+        if let Some(sum) = &s.summary {
+            say!("    what:       {sum}");
+        }
+        if let Some(k) = &s.key {
+            say!(
+                "    key:        {} {}, {} (log entry {}{})",
+                k.fingerprint,
+                k.origin,
+                when(k.time),
+                k.index,
+                k.vault.as_deref().map(|v| format!(", vault {v:?}")).unwrap_or_default()
+            );
+            if k.generated_in_vault {
+                say!("    never exported: {}", k.never_exported);
+            }
+        }
+        if let Some(st) = &s.declared_state {
+            say!(
+                "    vault state (self-reported, entry {}): qvault {}, binary sha256 {}, policy {}, interfaces {}, qube {}, template {}",
+                st.index,
+                st.version,
+                st.binary_sha256,
+                st.policy_digest,
+                st.interfaces.join(","),
+                st.qube_name.as_deref().unwrap_or("(not told)"),
+                st.qube_template.as_deref().unwrap_or("(not told)")
+            );
+        }
+        for p in &s.problems {
+            say!("    PROBLEM: {p}");
+        }
+    }
+    for f in &rep.files {
+        match &f.problem {
+            None => say!("  file {}: matches {}", f.name, f.listed_in),
+            Some(p) => say!("  file {}: PROBLEM: {p}", f.name),
+        }
+    }
+    for p in &rep.problems {
+        say!("  PROBLEM: {p}");
+    }
+    say!("  witness quorum: {}", rep.witness_quorum);
+    say!("  this cannot prove:");
+    for c in &rep.cannot_prove {
+        say!("    - {c}");
+    }
+    Ok(if rep.ok { Ok(()) } else { Err(Failed) })
 }
 
 /// One call to qvault.LogRead for each of: the export, the newest checkpoint.
@@ -294,9 +402,18 @@ fn describe(e: &Entry) -> String {
             )
         }
         KeyUpdated { fingerprint, change, .. } => format!("key {fingerprint}: {change}"),
-        Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, .. } => format!(
-            "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}",
-            &data_digest[..16.min(data_digest.len())]
+        Signature { key, mode, sig_type, hash_algo, data_len, data_digest, decision, summary, .. } => format!(
+            "{mode} {sig_type} signature by {key}, {data_len} bytes, {hash_algo} {}..., {decision}{}",
+            &data_digest[..16.min(data_digest.len())],
+            summary.as_deref().map(|s| format!("\n          what: {s}")).unwrap_or_default()
+        ),
+        VaultState { version, binary_sha256, policy_digest, interfaces, qube_name, qube_template, .. } => format!(
+            "vault state (self-reported): qvault {version}, binary {}..., policy {}..., interfaces: {}, qube {}, template {}",
+            &binary_sha256[..16],
+            &policy_digest[..16],
+            interfaces.join(","),
+            qube_name.as_deref().unwrap_or("(not told)"),
+            qube_template.as_deref().unwrap_or("(not told)")
         ),
         DaemonStarted { version, interfaces } => {
             format!("daemon {version} started, interfaces: {}", interfaces.join(","))

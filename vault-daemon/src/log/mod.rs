@@ -862,12 +862,23 @@ impl Drop for Log {
     }
 }
 
-/// The network interfaces this vault sees, for the daemon_started entry.
+/// The network interfaces this vault sees, for the daemon_started and
+/// vault_state entries: those of its own network namespace, from
+/// `/proc/self/net/dev` (`/sys/class/net` shows the namespace sysfs was
+/// mounted in, which under `unshare -n` is not the vault's).
 pub fn interfaces() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = std::fs::File::open("/proc/self/net/dev").and_then(|f| f.take(1 << 20).read_to_string(&mut text));
+    let mut v: Vec<String> = if read.is_ok() {
+        text.lines().skip(2).filter_map(|l| l.split_once(':')).map(|(name, _)| name.trim().to_owned()).collect()
+    } else {
+        std::fs::read_dir("/sys/class/net")
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
     v.sort();
+    v.dedup();
     v
 }
 #[cfg(test)]
