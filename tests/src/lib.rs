@@ -562,9 +562,12 @@ impl RealQrexec {
                 BedVault::Socket(s) => std::os::unix::fs::symlink(s, &tmp).expect("link the service"),
                 BedVault::Exec { qvault, home } => {
                     use std::os::unix::fs::PermissionsExt;
-                    // As the bed writes it: the service's log to the bed's logs.
+                    // As the bed writes it: without network where user
+                    // namespaces allow, the service's log to the bed's logs.
+                    let (netns, allow) =
+                        if bed_user_can_unshare_net() { ("unshare -rn -- ", "") } else { ("", "--allow-network ") };
                     let script = format!(
-                        "#!/bin/sh\nexec \"{}\" rpc --allow-network --home \"{}\" 2>>\"{}\"\n",
+                        "#!/bin/sh\nexec {netns}\"{}\" rpc {allow}--home \"{}\" 2>>\"{}\"\n",
                         qvault.display(),
                         home.display(),
                         self.dir.join("logs/vault-rpc.log").display()
@@ -647,6 +650,19 @@ pub fn faketime_env(offset: &str) -> Vec<(String, String)> {
 }
 
 /// Whether this process may create network namespaces (root, or user namespaces).
+/// Whether the bed's user (nobody) may make a network namespace (through a
+/// user namespace), as tests/qrexec-real/bed checks for its exec services.
+pub fn bed_user_can_unshare_net() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "unshare", "-rn", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 pub fn can_unshare_net() -> bool {
     static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CAN.get_or_init(|| {
