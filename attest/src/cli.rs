@@ -62,6 +62,15 @@ pub enum Cmd {
         #[arg(long)]
         proof: Option<PathBuf>,
     },
+    /// Verify a whole log from its C2SP tlog-tiles alone (a directory holding
+    /// checkpoint, tile/<L>/<N> and tile/entries/<N>, as `qvault log export
+    /// --tiles` writes it): every tile, every entry, the root, the checkpoint.
+    VerifyTiles {
+        /// The tiles' directory
+        dir: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+    },
     /// List a log's entries.
     Show { log: PathBuf },
     /// Fetch a vault's log over the read-only qrexec service qvault.LogRead
@@ -70,8 +79,12 @@ pub enum Cmd {
         /// The vault qube
         vault: String,
         /// Where to write the log export
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "tiles")]
+        output: Option<PathBuf>,
+        /// Write the log as C2SP tlog-tiles into this directory (checkpoint,
+        /// tile/<L>/<N>, tile/entries/<N>); tiles already there must agree
+        #[arg(long, value_name = "DIR")]
+        tiles: Option<PathBuf>,
         /// Also write the newest checkpoint here
         #[arg(long)]
         checkpoint: Option<PathBuf>,

@@ -14,6 +14,7 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
+pub mod tiles;
 
 pub use entry::{Entry, Event, NOTATION};
 pub use merkle::Hash;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod go;
+
 pub const ALICE: &str = "Alice Volunteer <alice@example.org>";
 
 pub fn workspace_dir() -> PathBuf {

@@ -16,6 +16,7 @@ use qvault_attest::cli::{Cli, Cmd, KeyArg};
 use qvault_attest::merkle::verify_consistency;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::hashes;
+use qvault_attest::tiles;
 use qvault_attest::Entry;
 
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
@@ -100,6 +101,36 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 for k in &rep.keys {
                     say!("  key {}: {} (entry {}, {})", k.fingerprint, k.origin, k.index, when(k.time));
                 }
+                for p in &rep.problems {
+                    say!("  PROBLEM: {p}");
+                }
+            }
+            Ok(if rep.ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::VerifyTiles { dir, key } => {
+            let key = log_key(key)?;
+            // A tile that is missing, malformed or disagrees fails the log
+            // (exit 1), as a bad entry does; only unreadable input is exit 2.
+            let (rep, files) = match tiles::read_dir(dir, &key) {
+                Ok(t) => (audit::verify_log(&tiles::to_export(&t)[..], &key, &[], false), t.files),
+                Err(tiles::TilesError::Io(p, e)) => anyhow::bail!("{p}: {e}"),
+                Err(e) => {
+                    let mut rep = audit::LogReport::default();
+                    rep.problems.push(e.to_string());
+                    (rep, 0)
+                }
+            };
+            if cli.json {
+                let mut v = serde_json::to_value(&rep)?;
+                v["verdict"] = verdict(rep.ok).into();
+                v["tile_files"] = files.into();
+                say!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                say!("tiles {}: {}", dir.display(), verdict(rep.ok));
+                say!("  origin:      {}", rep.origin.as_deref().unwrap_or("?"));
+                say!("  entries:     {} (from {files} tile and bundle files)", rep.entries);
+                say!("  root:        {}", rep.root);
+                say!("  signatures:  {}", rep.signatures);
                 for p in &rep.problems {
                     say!("  PROBLEM: {p}");
                 }
@@ -195,9 +226,16 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::Fetch { vault, output, checkpoint } => {
+        Cmd::Fetch { vault, output, tiles: tiles_dir, checkpoint } => {
             let (log, note) = fetch(vault)?;
-            std::fs::write(output, &log).with_context(|| format!("writing {}", output.display()))?;
+            if let Some(output) = output {
+                std::fs::write(output, &log).with_context(|| format!("writing {}", output.display()))?;
+            }
+            if let Some(dir) = tiles_dir {
+                let (entries, newest) = tiles::from_export(&log[..])?;
+                let n = tiles::write_dir(dir, &entries, &newest)?;
+                eprintln!("wrote {n} new tile files for {} entries to {}", entries.len(), dir.display());
+            }
             if let Some(c) = checkpoint {
                 std::fs::write(c, &note).with_context(|| format!("writing {}", c.display()))?;
             }
