@@ -42,8 +42,9 @@ pub enum Cmd {
         sig: PathBuf,
         #[command(flatten)]
         key: KeyArg,
-        /// The receipt that came with the signature
-        #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+        /// The receipt that came with the signature: JSON, or a C2SP
+        /// tlog-proof (`qvault-gpg --proof-out`)
+        #[arg(long, visible_alias = "proof", conflicts_with = "log", required_unless_present = "log")]
         receipt: Option<PathBuf>,
         /// The whole log instead of a receipt
         #[arg(long)]

@@ -15,6 +15,7 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod tiles;
+pub mod tlog_proof;
 
 pub use entry::{Entry, Event, NOTATION};
 pub use merkle::Hash;

@@ -117,3 +117,34 @@ fn tiles_vector_is_what_we_write_and_verifies() {
     let rep = verify_log(&tiles::to_export(&log)[..], &key(), &[], false);
     assert!(rep.ok, "{:?}", rep.problems);
 }
+
+/// tests/vectors/signed.txt.tlog-proof: signed.txt.receipt as a C2SP
+/// tlog-proof (Go's sumdb/note and sumdb/tlog accept it:
+/// tests/e2e/tlog_proof.rs). It is exactly what we encode, parses back to the
+/// receipt, and proves the signature as the receipt does.
+#[test]
+fn tlog_proof_vector_is_the_receipt_and_proves_the_signature() {
+    use qvault_attest::tlog_proof;
+    let proof = vector("signed.txt.tlog-proof");
+    let receipt = Receipt::parse(&vector("signed.txt.receipt")).unwrap();
+    assert_eq!(tlog_proof::encode(&receipt).unwrap().as_bytes(), &proof[..]);
+    assert_eq!(Receipt::parse(&proof).unwrap(), receipt);
+    let text = String::from_utf8(proof.clone()).unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+    assert!(text.contains(
+        "\nindex 3\nZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjg=\n3CyVh3E8vvUVE1+KCt6JS6aNKv6DBOJAJEKDHH7/qt8=\n\n"
+    ));
+    let rep =
+        verify_signature(&mut &vector("signed.txt")[..], &vector("signed.txt.asc"), Evidence::Receipt(&proof), &key());
+    assert!(rep.ok, "{:?}", rep.problems);
+    // A proof line changed: not included.
+    let bad =
+        text.replace("ZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjg=", "ZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjk=");
+    let rep = verify_signature(
+        &mut &vector("signed.txt")[..],
+        &vector("signed.txt.asc"),
+        Evidence::Receipt(bad.as_bytes()),
+        &key(),
+    );
+    assert!(!rep.ok && rep.problems.iter().any(|p| p.contains("not included")), "{:?}", rep.problems);
+}
