@@ -1,14 +1,17 @@
-//! The log as C2SP tlog-tiles, checked against an independent implementation:
-//! Go's golang.org/x/mod/sumdb/tlog (tests/interop/tlog-tiles), which writes
-//! the tiles of the same leaves (their bytes and paths must equal ours) and
-//! reads ours as a monitor does (every tile authenticated against the
-//! checkpoint's root, an inclusion proof for every entry). A missing Go
-//! toolchain fails these tests; it never skips them.
+//! The log as C2SP tlog-tiles, checked against two independent
+//! implementations: Go's golang.org/x/mod/sumdb/tlog (tests/interop/tlog-tiles),
+//! which writes the tiles of the same leaves (their bytes and paths must equal
+//! ours) and reads ours as a monitor does (every tile authenticated against
+//! the checkpoint's root, inclusion proofs), and PyPI's aics-tlog
+//! (`build-tiles`, installed by scripts/tlog-peers), which writes them too. A
+//! missing Go toolchain fails these tests; a missing aics-tlog fails them
+//! under CI=true and is skipped with a printed reason elsewhere.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use qvault_attest::merkle::{leaf_hash, MemTree};
 use qvault_attest::note::{Checkpoint, Verifier};
@@ -38,6 +41,21 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
+}
+
+/// scripts/tlog-peers' aics-tlog, or None (with the reason printed) where it
+/// is not installed; under CI=true its absence fails the test.
+fn aics_tlog() -> Option<PathBuf> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_dir().join("target"));
+    let p = target.join("pyenv/tlog/bin/aics-tlog");
+    if p.is_file() {
+        return Some(p);
+    }
+    let why = format!("{} is missing: run scripts/tlog-peers (scripts/deps does)", p.display());
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("SKIPPING the aics-tlog comparison: {why}");
+    None
 }
 
 fn hex(b: &[u8]) -> String {
@@ -92,6 +110,19 @@ fn tiles_equal_go_sumdb_tlog_byte_for_byte_and_go_reads_ours() {
         let o = run(Command::new(&go).arg("build").arg(&export).arg(&theirs));
         assert_ok(&o);
         assert_eq!(stdout(&o).trim(), format!("{n} {}", hex(&tree.root())), "Go's root is ours");
+
+        // aics-tlog from the entries, one per line (none holds a newline).
+        if let Some(aics) = aics_tlog() {
+            let leaves = tmp.path().join(format!("leaves-{n}"));
+            std::fs::write(&leaves, entries.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect::<Vec<u8>>())
+                .expect("write leaves");
+            let out = tmp.path().join(format!("aics-{n}"));
+            let o = run(Command::new(aics).args(["build-tiles", "--leaves"]).arg(&leaves).arg("--out").arg(&out));
+            assert_ok(&o);
+            let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("aics-tlog's JSON");
+            assert_eq!(report["root"], base64::engine::general_purpose::STANDARD.encode(tree.root()));
+            assert_eq!(files(&out), files(&theirs), "aics-tlog's tiles are Go's, n={n}");
+        }
 
         let ours = tmp.path().join(format!("ours-{n}"));
         let note = Checkpoint { origin: v.name.clone(), size: n as u64, root: tree.root() }.sign(&key);
