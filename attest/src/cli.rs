@@ -72,6 +72,24 @@ pub enum Cmd {
         #[command(flatten)]
         key: KeyArg,
     },
+    /// Submit the newest checkpoint of a log export to the witnesses of a
+    /// C2SP tlog-policy file (tlog-witness add-checkpoint, plain HTTP), keep
+    /// their cosignatures in STATE/checkpoint and check the quorum. Exit 0:
+    /// quorum met; 1: not met; 2: a witness refused the checkpoint as
+    /// inconsistent (a fork) or unsigned, or is ahead of the log (evidence in
+    /// STATE/evidence).
+    Witness {
+        /// Log export (`qvault log export`, `qvault-audit fetch`)
+        log: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The C2SP tlog-policy file: witnesses (with URLs) and the quorum
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Where to keep the cosigned checkpoint, each witness's size and evidence
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+    },
     /// List a log's entries.
     Show { log: PathBuf },
     /// Fetch a vault's log over the read-only qrexec service qvault.LogRead

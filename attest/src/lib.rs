@@ -16,6 +16,7 @@ pub mod note;
 pub mod receipt;
 pub mod tiles;
 pub mod tlog_proof;
+pub mod witness;
 
 pub use entry::{Entry, Event, NOTATION};
 pub use merkle::Hash;

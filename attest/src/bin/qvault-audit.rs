@@ -19,6 +19,9 @@ use qvault_attest::receipt::hashes;
 use qvault_attest::tiles;
 use qvault_attest::Entry;
 
+#[path = "../witness_cmd.rs"]
+mod witness_cmd;
+
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
 struct Failed;
 
@@ -106,6 +109,35 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 }
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::Witness { log, key, policy, state } => {
+            let key = log_key(key)?;
+            let text = String::from_utf8(read_limited(policy, qvault_attest::witness::MAX_POLICY as u64)?)?;
+            let policy =
+                qvault_attest::witness::Policy::parse(&text).with_context(|| format!("{}", policy.display()))?;
+            let rep = audit::verify_log(open_log(log)?, &key, &[], false);
+            anyhow::ensure!(rep.ok, "the log does not verify: {}", rep.problems.join("; "));
+            let (entries, note) = tiles::from_export(open_log(log)?)?;
+            let (tree, cp) = witness_cmd::tree_of(&entries, &note, &key)?;
+            let r = witness_cmd::run(&policy, &tree, &note, &cp, state)?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                say!("checkpoint of {} entries: quorum {}", r.size, if r.quorum_met { "met" } else { "NOT met" });
+                for o in &r.witnesses {
+                    say!("  witness {}: {}", o.witness, o.result);
+                    if let Some(e) = &o.evidence {
+                        say!("    evidence kept in {e}");
+                    }
+                }
+                say!("  cosigned checkpoint: {}", r.cosigned_checkpoint.display());
+            }
+            if r.alarm {
+                anyhow::bail!(
+                    "a witness refused this log's checkpoint or has seen a larger one: see the evidence kept"
+                );
+            }
+            Ok(if r.quorum_met { Ok(()) } else { Err(Failed) })
         }
         Cmd::VerifyTiles { dir, key } => {
             let key = log_key(key)?;
