@@ -49,6 +49,10 @@ pub enum Cmd {
         /// The whole log instead of a receipt
         #[arg(long)]
         log: Option<PathBuf>,
+        /// A C2SP tlog-policy file: the receipt's checkpoint must carry
+        /// cosignatures of its witnesses that meet its quorum
+        #[arg(long, value_name = "FILE", requires = "receipt")]
+        policy: Option<PathBuf>,
     },
     /// Check that NEW extends OLD (two signed checkpoints).
     Consistency {
@@ -89,6 +93,10 @@ pub enum Cmd {
         /// Where to keep the cosigned checkpoint, each witness's size and evidence
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
+        /// Receipts or tlog-proofs of entries of this log: rewritten as
+        /// tlog-proofs in the cosigned checkpoint (new inclusion proofs)
+        #[arg(long, value_name = "FILE")]
+        proof: Vec<PathBuf>,
     },
     /// List a log's entries.
     Show { log: PathBuf },

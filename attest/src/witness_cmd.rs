@@ -169,3 +169,48 @@ pub fn tree_of(entries: &[Vec<u8>], note: &str, key: &Verifier) -> anyhow::Resul
     anyhow::ensure!(tree.root() == cp.root, "the newest checkpoint's root is not the entries' root");
     Ok((tree, cp))
 }
+
+/// Re-anchors a receipt or tlog-proof at the witnessed checkpoint: its entry
+/// (and key entry) must be the log's entries at their indexes; new inclusion
+/// proofs are made in the witnessed tree, and the proof is written back as a
+/// C2SP tlog-proof carrying the cosigned checkpoint.
+pub fn reanchor(
+    path: &Path,
+    entries: &[Vec<u8>],
+    tree: &MemTree,
+    cosigned_note: &str,
+    key: &Verifier,
+) -> anyhow::Result<()> {
+    use qvault_attest::receipt::{hex_hashes, Receipt, MAX_RECEIPT};
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+            MAX_RECEIPT as u64 + 1,
+        ),
+        &mut bytes,
+    )?;
+    let mut r = Receipt::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    r.verify(key).with_context(|| format!("{}", path.display()))?;
+    let size = tree.size();
+    let same = |index: u64, entry: &str| entries.get(index as usize).is_some_and(|e| e.as_slice() == entry.as_bytes());
+    anyhow::ensure!(
+        same(r.index, &r.entry),
+        "{}: entry {} is not this log's entry at that index: another log, or a fork",
+        path.display(),
+        r.index
+    );
+    let Ok(p) = tree.inclusion_proof(r.index, size);
+    r.inclusion = hex_hashes(&p);
+    if let Some(k) = &mut r.key_entry {
+        anyhow::ensure!(same(k.index, &k.entry), "{}: the key entry is not this log's", path.display());
+        let Ok(p) = tree.inclusion_proof(k.index, size);
+        k.inclusion = hex_hashes(&p);
+    }
+    r.checkpoint = cosigned_note.to_owned();
+    r.consistency_from = None;
+    r.consistency.clear();
+    r.verify(key).with_context(|| format!("{}: the re-anchored proof", path.display()))?;
+    let text = qvault_attest::tlog_proof::encode(&r)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}

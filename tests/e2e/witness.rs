@@ -133,11 +133,55 @@ fn two_of_three_witnesses_cosign_with_one_stopped_and_aics_tlog_agrees() {
     let all = policy(&w, "all.policy", &key, &[&a, &b, &c], "group q all A B C\nquorum q");
     let state = w.path("state");
 
+    // A signature with its tlog-proof: not witnessed yet.
+    let data = w.path("upload.dsc");
+    std::fs::write(&data, b"Source: hello\n").expect("data");
+    let (sig, proof) = (w.path("upload.dsc.asc"), w.path("upload.dsc.tlog-proof"));
+    assert_ok(&run(&mut w.shim(&[
+        "-bsa",
+        "--proof-out",
+        proof.to_str().unwrap(),
+        "-o",
+        sig.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ])));
+    let verify_sig = |policy: &Path| {
+        w.audit(&[
+            "verify-signature",
+            data.to_str().unwrap(),
+            sig.to_str().unwrap(),
+            "--proof",
+            proof.to_str().unwrap(),
+            "--log-key",
+            &key,
+            "--policy",
+            policy.to_str().unwrap(),
+        ])
+    };
+    let o = verify_sig(&two);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("the witness quorum of") && stdout(&o).contains("no witness of the policy"),
+        "{}",
+        stdout(&o)
+    );
+
     sign(&w, b"one");
     let log = w.path("vault.log");
     export(&w, &log);
     c.stop();
-    let o = witness_cmd(&w, &log, &key, &two, &state);
+    let o = w.audit(&[
+        "witness",
+        log.to_str().unwrap(),
+        "--log-key",
+        &key,
+        "--policy",
+        two.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--proof",
+        proof.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     let out = stdout(&o);
     assert!(out.contains("quorum met"), "{out}");
@@ -155,6 +199,15 @@ fn two_of_three_witnesses_cosign_with_one_stopped_and_aics_tlog_agrees() {
     };
     assert_ok(&verify("2"));
     assert!(!verify("3").status.success(), "only two cosigned");
+
+    // The signature's proof now carries the cosigned checkpoint (a larger
+    // tree than at signing, new inclusion proofs): the quorum holds offline.
+    let o = verify_sig(&two);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("witnesses:   A, B (quorum met)"), "{}", stdout(&o));
+    let o = verify_sig(&all);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("witnesses:   A, B (quorum NOT met)"), "{}", stdout(&o));
 
     // The log grows: the witnesses get a consistency proof from the size they
     // cosigned; "all" is not met with C stopped (exit 1).

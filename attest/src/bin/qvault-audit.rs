@@ -110,7 +110,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::Witness { log, key, policy, state } => {
+        Cmd::Witness { log, key, policy, state, proof } => {
             let key = log_key(key)?;
             let text = String::from_utf8(read_limited(policy, qvault_attest::witness::MAX_POLICY as u64)?)?;
             let policy =
@@ -120,6 +120,12 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             let (entries, note) = tiles::from_export(open_log(log)?)?;
             let (tree, cp) = witness_cmd::tree_of(&entries, &note, &key)?;
             let r = witness_cmd::run(&policy, &tree, &note, &cp, state)?;
+            if !r.alarm {
+                let cosigned = std::fs::read_to_string(&r.cosigned_checkpoint)?;
+                for p in proof {
+                    witness_cmd::reanchor(p, &entries, &tree, &cosigned, &key)?;
+                }
+            }
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -169,7 +175,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::VerifySignature { file, sig, key, receipt, log } => {
+        Cmd::VerifySignature { file, sig, key, receipt, log, policy } => {
             let key = log_key(key)?;
             let sig_bytes = read_limited(sig, 1 << 20)?;
             let mut data = File::open(file).with_context(|| format!("opening {}", file.display()))?;
@@ -182,10 +188,38 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 (None, Some(l)) => Evidence::Log(Box::new(audit::verify_log(open_log(l)?, &key, &[], true))),
                 (None, None) => anyhow::bail!("give --receipt or --log"),
             };
-            let rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);
+            let mut rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);
+            // The witnesses' quorum on the receipt's checkpoint, from a tlog-policy.
+            let mut witnessed = None;
+            if let (Some(p), Some(r)) = (policy, receipt) {
+                let text = String::from_utf8(read_limited(p, qvault_attest::witness::MAX_POLICY as u64)?)?;
+                let policy =
+                    qvault_attest::witness::Policy::parse(&text).with_context(|| format!("{}", p.display()))?;
+                let receipt =
+                    qvault_attest::Receipt::parse(&read_limited(r, qvault_attest::receipt::MAX_RECEIPT as u64)?)?;
+                if let Ok(cp) = Checkpoint::open(&receipt.checkpoint, &key) {
+                    let who = policy.cosigners(&receipt.checkpoint, &cp);
+                    let names: Vec<&str> =
+                        policy.witnesses.iter().zip(&who).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect();
+                    let met = policy.quorum_met(&who);
+                    if !met {
+                        rep.ok = false;
+                        rep.problems.push(format!(
+                            "the witness quorum of {} is not met: the checkpoint is cosigned by {}",
+                            p.display(),
+                            if names.is_empty() { "no witness of the policy".to_owned() } else { names.join(", ") }
+                        ));
+                    }
+                    witnessed = Some((names.join(", "), met));
+                }
+            }
             if cli.json {
                 let mut v = serde_json::to_value(&rep)?;
                 v["verdict"] = verdict(rep.ok).into();
+                if let Some((names, met)) = &witnessed {
+                    v["witnesses"] = names.as_str().into();
+                    v["quorum_met"] = (*met).into();
+                }
                 say!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 say!("signature {}: {}", sig.display(), verdict(rep.ok));
@@ -202,6 +236,13 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                         if rep.logged { "included" } else { "NOT matched" },
                         rep.checkpoint_size.unwrap_or(0),
                         rep.caller.as_deref().map(|c| format!(", requested by qube {c}")).unwrap_or_default()
+                    );
+                }
+                if let Some((names, met)) = &witnessed {
+                    say!(
+                        "  witnesses:   {} (quorum {})",
+                        if names.is_empty() { "none" } else { names },
+                        if *met { "met" } else { "NOT met" }
                     );
                 }
                 match rep.hashed_by.as_deref() {
