@@ -148,3 +148,31 @@ fn tlog_proof_vector_is_the_receipt_and_proves_the_signature() {
     );
     assert!(!rep.ok && rep.problems.iter().any(|p| p.contains("not included")), "{:?}", rep.problems);
 }
+
+/// tests/vectors/signed.txt.witnessed.tlog-proof: the signature's proof
+/// re-anchored (`qvault-audit witness --proof`) at the 5-entry checkpoint
+/// after a real aics-witness cosigned it; tests/vectors/witnesses.policy
+/// names that witness. The cosignature meets the quorum; changed, it does not.
+#[test]
+fn witnessed_proof_vector_meets_the_policy_quorum() {
+    use qvault_attest::note::Checkpoint;
+    use qvault_attest::witness::Policy;
+    let proof = vector("signed.txt.witnessed.tlog-proof");
+    let rep =
+        verify_signature(&mut &vector("signed.txt")[..], &vector("signed.txt.asc"), Evidence::Receipt(&proof), &key());
+    assert!(rep.ok, "{:?}", rep.problems);
+    assert_eq!(rep.checkpoint_size, Some(5));
+    let policy = Policy::parse(&text("witnesses.policy")).unwrap();
+    let note = Receipt::parse(&proof).unwrap().checkpoint;
+    let cp = Checkpoint::open(&note, &key()).unwrap();
+    assert_eq!(policy.cosigners(&note, &cp), [true]);
+    assert!(policy.quorum_met(&[true]));
+    // One bit of the cosignature's timestamp changed: not a cosignature.
+    let line = note.lines().last().unwrap();
+    assert!(line.starts_with("\u{2014} witness1.example aPwfCQAAAABrDSDV"));
+    let forged = note.replace("aPwfCQAAAABrDSDV", "aPwfCQAAAABrDSDW");
+    assert_eq!(policy.cosigners(&forged, &cp), [false]);
+    // A cosignature is over the checkpoint: not valid for another size.
+    let other = Checkpoint { size: 4, ..cp };
+    assert_eq!(policy.cosigners(&note, &other), [false]);
+}

@@ -71,6 +71,9 @@ fn tlog_proof_from_qvault_gpg_verifies_offline_and_with_go() {
     let o = run(Command::new(&go).arg(vkey.trim()).arg(vectors.join("signed.txt.tlog-proof")));
     assert_ok(&o);
     assert_eq!(stdout(&o), "3 4 0\n");
+    let o = run(Command::new(&go).arg(vkey.trim()).arg(vectors.join("signed.txt.witnessed.tlog-proof")));
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "3 5 1\n", "index, size, one (witness) signature Go does not know");
 
     // A witness's cosignature line on the checkpoint: still the log's proof
     // (other signatures are not the log's to check).
