@@ -59,12 +59,17 @@ pub enum Cmd {
         sig: PathBuf,
         #[command(flatten)]
         key: KeyArg,
-        /// The receipt that came with the signature
-        #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+        /// The receipt that came with the signature: JSON, or a C2SP
+        /// tlog-proof (`qvault-gpg --proof-out`)
+        #[arg(long, visible_alias = "proof", conflicts_with = "log", required_unless_present = "log")]
         receipt: Option<PathBuf>,
         /// The whole log instead of a receipt
         #[arg(long)]
         log: Option<PathBuf>,
+        /// A C2SP tlog-policy file: the receipt's checkpoint must carry
+        /// cosignatures of its witnesses that meet its quorum
+        #[arg(long, value_name = "FILE", requires = "receipt")]
+        policy: Option<PathBuf>,
     },
     /// Check that NEW extends OLD (two signed checkpoints).
     Consistency {
@@ -98,6 +103,37 @@ pub enum Cmd {
         #[command(flatten)]
         evidence: LogEvidence,
     },
+    /// Verify a whole log from its C2SP tlog-tiles alone (a directory holding
+    /// checkpoint, tile/<L>/<N> and tile/entries/<N>, as `qvault log export
+    /// --tiles` writes it): every tile, every entry, the root, the checkpoint.
+    VerifyTiles {
+        /// The tiles' directory
+        dir: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Submit the newest checkpoint of a log export to the witnesses of a
+    /// C2SP tlog-policy file (tlog-witness add-checkpoint, plain HTTP), keep
+    /// their cosignatures in STATE/checkpoint and check the quorum. Exit 0:
+    /// quorum met; 1: not met; 2: a witness refused the checkpoint as
+    /// inconsistent (a fork) or unsigned, or is ahead of the log (evidence in
+    /// STATE/evidence).
+    Witness {
+        /// Log export (`qvault log export`, `qvault-audit fetch`)
+        log: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+        /// The C2SP tlog-policy file: witnesses (with URLs) and the quorum
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Where to keep the cosigned checkpoint, each witness's size and evidence
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Receipts or tlog-proofs of entries of this log: rewritten as
+        /// tlog-proofs in the cosigned checkpoint (new inclusion proofs)
+        #[arg(long, value_name = "FILE")]
+        proof: Vec<PathBuf>,
+    },
     /// List a log's entries.
     Show { log: PathBuf },
     /// Fetch a vault's log over the read-only qrexec service qvault.LogRead
@@ -106,8 +142,12 @@ pub enum Cmd {
         /// The vault qube
         vault: String,
         /// Where to write the log export
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "tiles")]
+        output: Option<PathBuf>,
+        /// Write the log as C2SP tlog-tiles into this directory (checkpoint,
+        /// tile/<L>/<N>, tile/entries/<N>); tiles already there must agree
+        #[arg(long, value_name = "DIR")]
+        tiles: Option<PathBuf>,
         /// Also write the newest checkpoint here
         #[arg(long)]
         checkpoint: Option<PathBuf>,

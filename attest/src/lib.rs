@@ -15,6 +15,9 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod upload;
+pub mod tiles;
+pub mod tlog_proof;
+pub mod witness;
 
 pub use entry::{Entry, Event, NOTATION};
 pub use merkle::Hash;

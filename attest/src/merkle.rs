@@ -266,6 +266,12 @@ impl MemTree {
         self.frontier.root()
     }
 
+    /// The hashes of the complete subtrees of `level` (2^level leaves each),
+    /// in index order: `size >> level` of them.
+    pub fn level(&self, level: u32) -> &[Hash] {
+        self.levels.get(level as usize).map_or(&[], Vec::as_slice)
+    }
+
     /// The hash of leaf `i`.
     pub fn range_leaf(&self, i: u64) -> Hash {
         self.levels[0][i as usize]

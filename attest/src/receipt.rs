@@ -61,6 +61,8 @@ pub enum ReceiptError {
     Json(String),
     #[error("receipt is longer than {MAX_RECEIPT} bytes")]
     TooLong,
+    #[error("tlog-proof: {0}")]
+    Proof(&'static str),
     #[error("receipt version {0} is not supported")]
     Version(u32),
     #[error("checkpoint: {0}")]
@@ -122,7 +124,11 @@ pub struct Verified {
 }
 
 impl Receipt {
+    /// Parses a JSON receipt or a C2SP tlog-proof (`crate::tlog_proof`).
     pub fn parse(bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+        if crate::tlog_proof::is_tlog_proof(bytes) {
+            return crate::tlog_proof::parse(bytes);
+        }
         if bytes.len() > MAX_RECEIPT {
             return Err(ReceiptError::TooLong);
         }

@@ -115,3 +115,84 @@ fn upload_entry_vectors_parse_and_hash_as_pinned() {
     }
     assert_eq!(kinds, ["vault_state", "signature"]);
 }
+
+/// tests/vectors/tiles: log.export as C2SP tlog-tiles, written by Go's
+/// golang.org/x/mod/sumdb/tlog (tests/interop/tlog-tiles). Our writer makes
+/// the same bytes; our reader verifies the log from them alone.
+#[test]
+fn tiles_vector_is_what_we_write_and_verifies() {
+    use qvault_attest::tiles;
+    let (entries, note) = tiles::from_export(&vector("log.export")[..]).unwrap();
+    assert_eq!(note, text("tiles/checkpoint"));
+    let files = tiles::build(&entries).unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["tile/0/000.p/5", "tile/entries/000.p/5"]);
+    for f in &files {
+        assert_eq!(f.bytes, vector(&format!("tiles/{}", f.path)), "{}", f.path);
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/tiles");
+    let log = tiles::read_dir(&dir, &key()).unwrap();
+    assert_eq!((log.checkpoint.size, log.files), (5, 2));
+    assert_eq!(log.entries, entries);
+    let rep = verify_log(&tiles::to_export(&log)[..], &key(), &[], false);
+    assert!(rep.ok, "{:?}", rep.problems);
+}
+
+/// tests/vectors/signed.txt.tlog-proof: signed.txt.receipt as a C2SP
+/// tlog-proof (Go's sumdb/note and sumdb/tlog accept it:
+/// tests/e2e/tlog_proof.rs). It is exactly what we encode, parses back to the
+/// receipt, and proves the signature as the receipt does.
+#[test]
+fn tlog_proof_vector_is_the_receipt_and_proves_the_signature() {
+    use qvault_attest::tlog_proof;
+    let proof = vector("signed.txt.tlog-proof");
+    let receipt = Receipt::parse(&vector("signed.txt.receipt")).unwrap();
+    assert_eq!(tlog_proof::encode(&receipt).unwrap().as_bytes(), &proof[..]);
+    assert_eq!(Receipt::parse(&proof).unwrap(), receipt);
+    let text = String::from_utf8(proof.clone()).unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+    assert!(text.contains(
+        "\nindex 3\nZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjg=\n3CyVh3E8vvUVE1+KCt6JS6aNKv6DBOJAJEKDHH7/qt8=\n\n"
+    ));
+    let rep =
+        verify_signature(&mut &vector("signed.txt")[..], &vector("signed.txt.asc"), Evidence::Receipt(&proof), &key());
+    assert!(rep.ok, "{:?}", rep.problems);
+    // A proof line changed: not included.
+    let bad =
+        text.replace("ZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjg=", "ZTZa/hBwns0u5I8kOBynHs4c2m2sbaTtAVfK5Io7hjk=");
+    let rep = verify_signature(
+        &mut &vector("signed.txt")[..],
+        &vector("signed.txt.asc"),
+        Evidence::Receipt(bad.as_bytes()),
+        &key(),
+    );
+    assert!(!rep.ok && rep.problems.iter().any(|p| p.contains("not included")), "{:?}", rep.problems);
+}
+
+/// tests/vectors/signed.txt.witnessed.tlog-proof: the signature's proof
+/// re-anchored (`qvault-audit witness --proof`) at the 5-entry checkpoint
+/// after a real aics-witness cosigned it; tests/vectors/witnesses.policy
+/// names that witness. The cosignature meets the quorum; changed, it does not.
+#[test]
+fn witnessed_proof_vector_meets_the_policy_quorum() {
+    use qvault_attest::note::Checkpoint;
+    use qvault_attest::witness::Policy;
+    let proof = vector("signed.txt.witnessed.tlog-proof");
+    let rep =
+        verify_signature(&mut &vector("signed.txt")[..], &vector("signed.txt.asc"), Evidence::Receipt(&proof), &key());
+    assert!(rep.ok, "{:?}", rep.problems);
+    assert_eq!(rep.checkpoint_size, Some(5));
+    let policy = Policy::parse(&text("witnesses.policy")).unwrap();
+    let note = Receipt::parse(&proof).unwrap().checkpoint;
+    let cp = Checkpoint::open(&note, &key()).unwrap();
+    assert_eq!(policy.cosigners(&note, &cp), [true]);
+    assert!(policy.quorum_met(&[true]));
+    // One bit of the cosignature's timestamp changed: not a cosignature.
+    let line = note.lines().last().unwrap();
+    assert!(line.starts_with("\u{2014} witness1.example aPwfCQAAAABrDSDV"));
+    let forged = note.replace("aPwfCQAAAABrDSDV", "aPwfCQAAAABrDSDW");
+    assert_eq!(policy.cosigners(&forged, &cp), [false]);
+    // A cosignature is over the checkpoint: not valid for another size.
+    let other = Checkpoint { size: 4, ..cp };
+    assert_eq!(policy.cosigners(&note, &other), [false]);
+}

@@ -52,6 +52,7 @@ enum Act {
     Quiet,
     Verbose,
     ReceiptOut,
+    ProofOut,
     /// Accepted and without effect here.
     Ignore,
     /// Accepted with an argument that has no effect here.
@@ -107,6 +108,7 @@ const OPTIONS: &[Spec] = &[
     o("quiet", Some('q'), false, Act::Quiet),
     o("verbose", Some('v'), false, Act::Verbose),
     o("receipt-out", None, true, Act::ReceiptOut),
+    o("proof-out", None, true, Act::ProofOut),
     o("batch", None, false, Act::Ignore),
     o("no-batch", None, false, Act::Ignore),
     o("no-tty", None, false, Act::Ignore),
@@ -200,6 +202,8 @@ pub struct Invocation {
     pub quiet: bool,
     pub verbose: u8,
     pub receipt_out: Option<OsString>,
+    /// `--proof-out FILE`: the receipt as a C2SP tlog-proof.
+    pub proof_out: Option<OsString>,
     pub operands: Vec<OsString>,
     /// `--fingerprint` given as the command.
     fingerprint_cmd: bool,
@@ -397,6 +401,7 @@ fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Opti
         Act::Quiet => inv.quiet = true,
         Act::Verbose => inv.verbose = inv.verbose.saturating_add(1),
         Act::ReceiptOut => inv.receipt_out = Some(raw),
+        Act::ProofOut => inv.proof_out = Some(raw),
         Act::Ignore | Act::IgnoreValue => {}
     }
     Ok(())

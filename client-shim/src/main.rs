@@ -83,7 +83,7 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
         Command::Help => {
             println!("Usage: qvault-gpg [options] [files]\nSign in a Qubes vault; verify locally.\n");
             println!("Commands: -s, -b/--detach-sign, --clearsign, --verify, -k/--list-keys, -K/--list-secret-keys, --export, --import, --version");
-            println!("Options: -a, -t, -u KEY, --default-key KEY, -o FILE, --yes, --status-fd N, --digest-algo ALGO, --keyid-format F, --with-colons, --receipt-out FILE");
+            println!("Options: -a, -t, -u KEY, --default-key KEY, -o FILE, --yes, --status-fd N, --digest-algo ALGO, --keyid-format F, --with-colons, --receipt-out FILE, --proof-out FILE");
             println!("The vault qube: QUBES_GPG_DOMAIN, or vault = \"NAME\" in ~/.config/qvault/client.toml or /etc/qvault/client.toml");
             Ok(Verdict::Good)
         }

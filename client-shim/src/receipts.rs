@@ -5,13 +5,15 @@
 //! A rolled-back or forked log fails loudly and keeps both checkpoints.
 //!
 //! Layout: `<data dir>/logs/<vault>/log-key`, `checkpoint` (newest seen),
-//! `receipts/<index>.json`, `evidence/<time>-*`.
+//! `receipts/<index>.json` (and `.tlog-proof`: the same as a C2SP tlog-proof),
+//! `evidence/<time>-*`.
 
 use std::path::PathBuf;
 
 use qubes_rpc::SignResult;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::{check_signature_receipt, Receipt};
+use qvault_attest::tlog_proof;
 use sequoia_openpgp::packet::Signature;
 
 use crate::error::ShimError;
@@ -109,6 +111,10 @@ impl LogState {
         std::fs::create_dir_all(&receipts).map_err(ShimError::io(format!("creating {}", receipts.display())))?;
         let path = receipts.join(format!("{}.json", v.entry.index));
         std::fs::write(&path, &result.receipt).map_err(ShimError::io(format!("writing {}", path.display())))?;
+        // The same, as a C2SP tlog-proof (docs/log-format.md).
+        let proof_path = receipts.join(format!("{}.tlog-proof", v.entry.index));
+        let proof = tlog_proof::encode(&receipt).map_err(|e| fail(format!("bad receipt: {e}")))?;
+        std::fs::write(&proof_path, proof).map_err(ShimError::io(format!("writing {}", proof_path.display())))?;
         if self.pinned.is_none() {
             std::fs::write(self.dir.join("log-key"), format!("{}\n", key.encode()))
                 .map_err(ShimError::io("pinning the log key"))?;
@@ -155,4 +161,14 @@ impl LogState {
 /// upload beside the signature.
 pub fn write_receipt_file(path: &std::path::Path, result: &SignResult) -> Result<(), ShimError> {
     std::fs::write(path, &result.receipt).map_err(ShimError::io(format!("writing receipt {}", path.display())))
+}
+
+/// `--proof-out FILE` (or `QVAULT_PROOF_OUT`): the receipt as a C2SP
+/// tlog-proof, for upload beside the signature. Written after the receipt
+/// was checked (`LogState::accept`).
+pub fn write_proof_file(path: &std::path::Path, result: &SignResult) -> Result<(), ShimError> {
+    let proof = Receipt::parse(&result.receipt)
+        .and_then(|r| tlog_proof::encode(&r))
+        .map_err(|e| fail(format!("bad receipt: {e}")))?;
+    std::fs::write(path, proof).map_err(ShimError::io(format!("writing proof {}", path.display())))
 }

@@ -294,6 +294,9 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
     if let Some(path) = inv.receipt_out.clone().or_else(|| std::env::var_os("QVAULT_RECEIPT_OUT")) {
         receipts::write_receipt_file(std::path::Path::new(&path), &result)?;
     }
+    if let Some(path) = inv.proof_out.clone().or_else(|| std::env::var_os("QVAULT_PROOF_OUT")) {
+        receipts::write_proof_file(std::path::Path::new(&path), &result)?;
+    }
     let kind = match mode {
         SignMode::Detached => 'D',
         SignMode::Cleartext => 'C',

@@ -15,7 +15,7 @@ _qvault_gpg() {
             COMPREPLY=($(compgen -W "$keys" -- "$cur"))
             return
             ;;
-        -o|--output|--receipt-out)
+        -o|--output|--receipt-out|--proof-out)
             COMPREPLY=($(compgen -f -- "$cur"))
             return
             ;;
@@ -40,7 +40,7 @@ _qvault_gpg() {
             --no-textmode --local-user --default-key --output --yes --status-fd
             --digest-algo --personal-digest-preferences --keyid-format
             --with-colons --with-fingerprint --with-subkey-fingerprint --quiet
-            --verbose --receipt-out --batch --no-tty
+            --verbose --receipt-out --proof-out --batch --no-tty
             -s -b -a -t -u -o -k -K -q -v -h"
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return

@@ -7,58 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use qvault_attest::note::{Checkpoint, Verifier};
+use qvault_e2e::go::build_go_interop;
 use qvault_e2e::*;
 
-/// Where Debian's golang-*-dev packages install Go source.
-const DEBIAN_GOPATH: &str = "/usr/share/gocode";
-
-fn go_tool() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("go")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path.into_iter().chain([PathBuf::from("/usr/lib/go/bin/go")]).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "the Go toolchain is missing (no `go` on PATH nor /usr/lib/go/bin/go): install Debian's golang-go and \
-             golang-golang-x-mod-dev (scripts/deps does)"
-        )
-    })
-}
-
-/// Builds tests/interop/c2sp-note into `dir` (with its own build cache there),
-/// without network: GOPATH mode over Debian's Go source, no module proxy.
+/// Builds tests/interop/c2sp-note into `dir`.
 fn build_go_verifier(dir: &Path) -> PathBuf {
-    let go = go_tool();
-    let note_src = Path::new(DEBIAN_GOPATH).join("src/golang.org/x/mod/sumdb/note/note.go");
-    assert!(
-        note_src.is_file(),
-        "{} is missing: install Debian's golang-golang-x-mod-dev (scripts/deps does)",
-        note_src.display()
-    );
-    let src = workspace_dir().join("tests/interop/c2sp-note");
-    let out = dir.join("c2sp-note");
-    let o = run(Command::new(&go)
-        .current_dir(&src)
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(".")
-        .env("GO111MODULE", "off")
-        .env("GOPATH", DEBIAN_GOPATH)
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOENV", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", dir.join("go-cache")));
-    assert!(
-        o.status.success() && out.is_file(),
-        "building {} with {} failed (exit {:?}):\n{}{}",
-        src.display(),
-        go.display(),
-        o.status.code(),
-        stdout(&o),
-        stderr(&o)
-    );
-    out
+    build_go_interop("c2sp-note", "golang.org/x/mod/sumdb/note/note.go", "golang-golang-x-mod-dev", dir)
 }
 
 /// `qvault log <sub> --home <vault>` (`qvault log` takes --home after its

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod rpm;
+pub mod go;
 
 pub const ALICE: &str = "Alice Volunteer <alice@example.org>";
 

@@ -184,6 +184,11 @@ pub enum LogCmd {
     Export {
         #[command(flatten)]
         home: HomeArg,
+        /// Instead, write it as C2SP tlog-tiles into this directory (checkpoint,
+        /// tile/<L>/<N>, tile/entries/<N>) for static serving; tiles already
+        /// there must agree
+        #[arg(long, value_name = "DIR")]
+        tiles: Option<PathBuf>,
     },
     /// Print the newest signed checkpoint.
     Checkpoint {

@@ -285,12 +285,22 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
                 println!("{key}");
             }
-            LogCmd::Export { home } => {
+            LogCmd::Export { home, tiles } => {
                 let home = Home::resolve(home.home)?;
                 let vault = open_vault(&home, Opener::Admin)?;
-                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                vault.log.export(&mut out)?;
-                std::io::Write::flush(&mut out)?;
+                if let Some(dir) = tiles {
+                    // From the export format, so the tiles hold exactly what
+                    // auditors fetch; the newest checkpoint's root is checked.
+                    let mut export = Vec::new();
+                    vault.log.export(&mut export)?;
+                    let (entries, note) = qvault_attest::tiles::from_export(&export[..])?;
+                    let n = qvault_attest::tiles::write_dir(&dir, &entries, &note)?;
+                    eprintln!("wrote {n} new tile files for {} entries to {}", entries.len(), dir.display());
+                } else {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    vault.log.export(&mut out)?;
+                    std::io::Write::flush(&mut out)?;
+                }
             }
             LogCmd::Checkpoint { home } => {
                 let home = Home::resolve(home.home)?;

@@ -17,7 +17,11 @@ use qvault_attest::merkle::verify_consistency;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::hashes;
 use qvault_attest::upload;
+use qvault_attest::tiles;
 use qvault_attest::Entry;
+
+#[path = "../witness_cmd.rs"]
+mod witness_cmd;
 
 /// A failed verification (exit 1), as opposed to bad input (exit 2).
 struct Failed;
@@ -107,7 +111,72 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::VerifySignature { file, sig, key, receipt, log } => {
+        Cmd::Witness { log, key, policy, state, proof } => {
+            let key = log_key(key)?;
+            let text = String::from_utf8(read_limited(policy, qvault_attest::witness::MAX_POLICY as u64)?)?;
+            let policy =
+                qvault_attest::witness::Policy::parse(&text).with_context(|| format!("{}", policy.display()))?;
+            let rep = audit::verify_log(open_log(log)?, &key, &[], false);
+            anyhow::ensure!(rep.ok, "the log does not verify: {}", rep.problems.join("; "));
+            let (entries, note) = tiles::from_export(open_log(log)?)?;
+            let (tree, cp) = witness_cmd::tree_of(&entries, &note, &key)?;
+            let r = witness_cmd::run(&policy, &tree, &note, &cp, state)?;
+            if !r.alarm {
+                let cosigned = std::fs::read_to_string(&r.cosigned_checkpoint)?;
+                for p in proof {
+                    witness_cmd::reanchor(p, &entries, &tree, &cosigned, &key)?;
+                }
+            }
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                say!("checkpoint of {} entries: quorum {}", r.size, if r.quorum_met { "met" } else { "NOT met" });
+                for o in &r.witnesses {
+                    say!("  witness {}: {}", o.witness, o.result);
+                    if let Some(e) = &o.evidence {
+                        say!("    evidence kept in {e}");
+                    }
+                }
+                say!("  cosigned checkpoint: {}", r.cosigned_checkpoint.display());
+            }
+            if r.alarm {
+                anyhow::bail!(
+                    "a witness refused this log's checkpoint or has seen a larger one: see the evidence kept"
+                );
+            }
+            Ok(if r.quorum_met { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::VerifyTiles { dir, key } => {
+            let key = log_key(key)?;
+            // A tile that is missing, malformed or disagrees fails the log
+            // (exit 1), as a bad entry does; only unreadable input is exit 2.
+            let (rep, files) = match tiles::read_dir(dir, &key) {
+                Ok(t) => (audit::verify_log(&tiles::to_export(&t)[..], &key, &[], false), t.files),
+                Err(tiles::TilesError::Io(p, e)) => anyhow::bail!("{p}: {e}"),
+                Err(e) => {
+                    let mut rep = audit::LogReport::default();
+                    rep.problems.push(e.to_string());
+                    (rep, 0)
+                }
+            };
+            if cli.json {
+                let mut v = serde_json::to_value(&rep)?;
+                v["verdict"] = verdict(rep.ok).into();
+                v["tile_files"] = files.into();
+                say!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                say!("tiles {}: {}", dir.display(), verdict(rep.ok));
+                say!("  origin:      {}", rep.origin.as_deref().unwrap_or("?"));
+                say!("  entries:     {} (from {files} tile and bundle files)", rep.entries);
+                say!("  root:        {}", rep.root);
+                say!("  signatures:  {}", rep.signatures);
+                for p in &rep.problems {
+                    say!("  PROBLEM: {p}");
+                }
+            }
+            Ok(if rep.ok { Ok(()) } else { Err(Failed) })
+        }
+        Cmd::VerifySignature { file, sig, key, receipt, log, policy } => {
             let key = log_key(key)?;
             let sig_bytes = read_limited(sig, 1 << 20)?;
             let mut data = File::open(file).with_context(|| format!("opening {}", file.display()))?;
@@ -120,10 +189,38 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                 (None, Some(l)) => Evidence::Log(Box::new(audit::verify_log(open_log(l)?, &key, &[], true))),
                 (None, None) => anyhow::bail!("give --receipt or --log"),
             };
-            let rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);
+            let mut rep = audit::verify_signature(&mut data, &sig_bytes, evidence, &key);
+            // The witnesses' quorum on the receipt's checkpoint, from a tlog-policy.
+            let mut witnessed = None;
+            if let (Some(p), Some(r)) = (policy, receipt) {
+                let text = String::from_utf8(read_limited(p, qvault_attest::witness::MAX_POLICY as u64)?)?;
+                let policy =
+                    qvault_attest::witness::Policy::parse(&text).with_context(|| format!("{}", p.display()))?;
+                let receipt =
+                    qvault_attest::Receipt::parse(&read_limited(r, qvault_attest::receipt::MAX_RECEIPT as u64)?)?;
+                if let Ok(cp) = Checkpoint::open(&receipt.checkpoint, &key) {
+                    let who = policy.cosigners(&receipt.checkpoint, &cp);
+                    let names: Vec<&str> =
+                        policy.witnesses.iter().zip(&who).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect();
+                    let met = policy.quorum_met(&who);
+                    if !met {
+                        rep.ok = false;
+                        rep.problems.push(format!(
+                            "the witness quorum of {} is not met: the checkpoint is cosigned by {}",
+                            p.display(),
+                            if names.is_empty() { "no witness of the policy".to_owned() } else { names.join(", ") }
+                        ));
+                    }
+                    witnessed = Some((names.join(", "), met));
+                }
+            }
             if cli.json {
                 let mut v = serde_json::to_value(&rep)?;
                 v["verdict"] = verdict(rep.ok).into();
+                if let Some((names, met)) = &witnessed {
+                    v["witnesses"] = names.as_str().into();
+                    v["quorum_met"] = (*met).into();
+                }
                 say!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 say!("signature {}: {}", sig.display(), verdict(rep.ok));
@@ -140,6 +237,13 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                         if rep.logged { "included" } else { "NOT matched" },
                         rep.checkpoint_size.unwrap_or(0),
                         rep.caller.as_deref().map(|c| format!(", requested by qube {c}")).unwrap_or_default()
+                    );
+                }
+                if let Some((names, met)) = &witnessed {
+                    say!(
+                        "  witnesses:   {} (quorum {})",
+                        if names.is_empty() { "none" } else { names },
+                        if *met { "met" } else { "NOT met" }
                     );
                 }
                 match rep.hashed_by.as_deref() {
@@ -196,9 +300,16 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::Fetch { vault, output, checkpoint } => {
+        Cmd::Fetch { vault, output, tiles: tiles_dir, checkpoint } => {
             let (log, note) = fetch(vault)?;
-            std::fs::write(output, &log).with_context(|| format!("writing {}", output.display()))?;
+            if let Some(output) = output {
+                std::fs::write(output, &log).with_context(|| format!("writing {}", output.display()))?;
+            }
+            if let Some(dir) = tiles_dir {
+                let (entries, newest) = tiles::from_export(&log[..])?;
+                let n = tiles::write_dir(dir, &entries, &newest)?;
+                eprintln!("wrote {n} new tile files for {} entries to {}", entries.len(), dir.display());
+            }
             if let Some(c) = checkpoint {
                 std::fs::write(c, &note).with_context(|| format!("writing {}", c.display()))?;
             }
