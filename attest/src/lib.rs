@@ -14,9 +14,9 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
-pub mod upload;
 pub mod tiles;
 pub mod tlog_proof;
+pub mod upload;
 pub mod witness;
 
 pub use entry::{Entry, Event, NOTATION};

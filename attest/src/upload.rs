@@ -103,7 +103,7 @@ pub struct UploadReport {
     pub checkpoint_size: Option<u64>,
     pub signatures: Vec<SignatureCheck>,
     pub files: Vec<FileCheck>,
-    /// `not checked: ...` until a tlog-policy is given and checked.
+    /// `not checked: ...` without a tlog-policy; `met (...)` or `NOT met (...)` with one.
     pub witness_quorum: String,
     pub cannot_prove: Vec<&'static str>,
     pub problems: Vec<String>,
@@ -493,6 +493,59 @@ pub fn verify_bundle(files: &[PathBuf], log: &LogReport, key: &Verifier) -> std:
     }
     rep.finish();
     Ok(rep)
+}
+
+/// Applies a C2SP tlog-policy to a verdict: some checkpoint among `notes` (the
+/// `--checkpoint` files, e.g. the cosigned one `qvault-audit witness` keeps)
+/// must be signed by the log key, lie within the log (whose agreement with
+/// every given checkpoint `verify_log` checked), cover every signature's
+/// entry, and carry cosignatures meeting the policy's quorum. Otherwise the
+/// verdict fails, naming who did cosign.
+pub fn check_quorum(
+    rep: &mut UploadReport,
+    policy: &crate::witness::Policy,
+    name: &str,
+    notes: &[String],
+    key: &Verifier,
+) {
+    let needed = rep.signatures.iter().filter_map(|s| s.log_index).max().map_or(0, |i| i + 1);
+    let mut best: Option<(u64, Vec<&str>)> = None;
+    let mut seen = Vec::new();
+    for note in notes {
+        let Ok(cp) = crate::note::Checkpoint::open(note, key) else { continue };
+        let who = policy.cosigners(note, &cp);
+        let names: Vec<&str> =
+            policy.witnesses.iter().zip(&who).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect();
+        if cp.size >= needed && cp.size <= rep.log_entries && policy.quorum_met(&who) {
+            if best.as_ref().is_none_or(|(size, _)| cp.size > *size) {
+                best = Some((cp.size, names));
+            }
+        } else {
+            seen.push(format!(
+                "{} entries, cosigned by {}",
+                cp.size,
+                if names.is_empty() { "no witness of the policy".to_owned() } else { names.join(", ") }
+            ));
+        }
+    }
+    match best {
+        Some((size, names)) => {
+            rep.witness_quorum = format!(
+                "met ({name}): the checkpoint of {size} entries, which covers every signature, is cosigned by {}",
+                names.join(", ")
+            );
+        }
+        None => {
+            rep.ok = false;
+            let why = if seen.is_empty() {
+                "no checkpoint signed by the log key was given (--checkpoint, e.g. the cosigned one `qvault-audit witness` keeps)".to_owned()
+            } else {
+                format!("no given checkpoint covering entry {} meets it: {}", needed.saturating_sub(1), seen.join("; "))
+            };
+            rep.witness_quorum = format!("NOT met ({name}): {why}");
+            rep.problems.push(format!("the witness quorum of {name} is not met: {why}"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use qvault_e2e::witness::{policy, AicsWitness};
 use qvault_e2e::*;
 
 fn make_source_package(w: &World) -> PathBuf {
@@ -96,20 +97,69 @@ fn verify_upload_accepts_a_debsigned_source_package() {
         assert_eq!(st["interfaces"], serde_json::json!(["lo"]), "{st}");
         assert_eq!(st["binary_sha256"].as_str().unwrap().len(), 64);
     }
+}
 
-    // With a witness policy asked for, never a verdict that claims it.
+/// With a tlog-policy, verify-upload requires a checkpoint cosigned by the
+/// policy's quorum (real aics-witnesses on 127.0.0.1) that covers every
+/// signature of the upload; without one, or short of the quorum, it fails.
+#[test]
+fn verify_upload_checks_the_witness_quorum_of_a_tlog_policy() {
+    needs_netns();
+    let Some(bin) = qvault_e2e::witness::peers() else { return };
+    let w = World::new();
+    let changes = signed_upload(&w);
+    let log = w.export_log("vault.log");
+    let key = w.log_key();
+    let v = qvault_attest::note::Verifier::parse(&key).unwrap();
+    let ws: Vec<AicsWitness> = ["w1.example", "w2.example", "w3.example"]
+        .iter()
+        .map(|n| AicsWitness::start(&bin, w.dir.path(), n, &v))
+        .collect();
+    let [a, b, mut c]: [AicsWitness; 3] = ws.try_into().ok().expect("three");
+    let two = policy(&w, "two.policy", &key, &[&a, &b, &c], "group q 2 A B C\nquorum q");
+    let all = policy(&w, "all.policy", &key, &[&a, &b, &c], "group q all A B C\nquorum q");
+    let check = |policy: &Path, checkpoint: Option<&Path>| {
+        let mut args =
+            vec!["verify-upload", changes.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-key", &key];
+        args.extend(["--tlog-policy", policy.to_str().unwrap()]);
+        if let Some(cp) = checkpoint {
+            args.extend(["--checkpoint", cp.to_str().unwrap()]);
+        }
+        w.audit(&args)
+    };
+
+    // Not witnessed yet: the vault's own checkpoint is not enough.
+    let o = check(&two, None);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("witness quorum: NOT met"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no checkpoint signed by the log key was given"), "{}", stdout(&o));
+
+    // Two of three cosign (one witness is down).
+    c.stop();
+    let state = w.path("state");
     let o = w.audit(&[
-        "verify-upload",
-        changes.to_str().unwrap(),
-        "--log",
+        "witness",
         log.to_str().unwrap(),
         "--log-key",
         &key,
-        "--tlog-policy",
-        "/dev/null",
+        "--policy",
+        two.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
     ]);
-    assert_code(&o, 2);
-    assert!(stderr(&o).contains("cannot check a witness quorum"), "{}", stderr(&o));
+    assert_ok(&o);
+    let cosigned = state.join("checkpoint");
+    let o = check(&two, Some(&cosigned));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("witness quorum: met"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("cosigned by A, B"), "{}", stdout(&o));
+
+    // A policy that needs all three is not met by the same checkpoint.
+    let o = check(&all, Some(&cosigned));
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("witness quorum: NOT met"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("cosigned by A, B"), "{}", stdout(&o));
+    drop((a, b));
 }
 
 #[test]

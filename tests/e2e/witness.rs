@@ -5,84 +5,13 @@
 //! cosigned checkpoint independently. A missing aics-witness fails these
 //! tests under CI=true and skips them with a printed reason elsewhere.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use qvault_attest::merkle::{leaf_hash, MemTree};
 use qvault_attest::note::{Checkpoint, Verifier};
+use qvault_e2e::witness::{peers, policy, AicsWitness};
 use qvault_e2e::*;
-
-fn peers() -> Option<PathBuf> {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_dir().join("target"));
-    let bin = target.join("pyenv/tlog/bin");
-    if bin.join("aics-witness").is_file() && bin.join("aics-tlog").is_file() {
-        return Some(bin);
-    }
-    let why = format!("{} lacks aics-witness: run scripts/tlog-peers (scripts/deps does)", bin.display());
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("SKIPPING: {why}");
-    None
-}
-
-/// One aics-witness serving on 127.0.0.1, trusting one log.
-struct AicsWitness {
-    child: Option<Child>,
-    url: String,
-    vkey: String,
-}
-
-impl AicsWitness {
-    fn start(bin: &Path, dir: &Path, name: &str, log_key: &Verifier) -> AicsWitness {
-        let cfg = dir.join(name).join("witness.json");
-        let w = bin.join("aics-witness");
-        let o = run(Command::new(&w).args(["init", "-c"]).arg(&cfg).args(["--name", name, "--listen", "127.0.0.1:0"]));
-        assert_ok(&o);
-        let vkey =
-            stdout(&o).lines().find(|l| l.starts_with(&format!("{name}+"))).expect("init prints the vkey").to_owned();
-        assert_ok(&run(Command::new(&w).args(["add-log", "-c"]).arg(&cfg).args([
-            "--origin",
-            &log_key.name,
-            "--vkey",
-            &log_key.encode(),
-        ])));
-        let mut child = Command::new(&w)
-            .args(["serve", "-c"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start aics-witness");
-        // Wait for the line that says where it listens (an event, not a sleep).
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let url = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).expect("read stderr") > 0, "aics-witness {name} exited before listening");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().expect("url").to_owned();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in err.lines() {});
-        AicsWitness { child: Some(child), url, vkey }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for AicsWitness {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn export(w: &World, path: &Path) {
     let o = run(&mut w.qvault(&["log", "export"]));
@@ -101,17 +30,6 @@ fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path) ->
         "--state",
         state.to_str().unwrap(),
     ])
-}
-
-fn policy(w: &World, file: &str, log_key: &str, ws: &[&AicsWitness], quorum: &str) -> PathBuf {
-    let mut text = format!("# qvault test policy\nlog {log_key}\n");
-    for (i, x) in ws.iter().enumerate() {
-        text.push_str(&format!("witness {} {} {}\n", ["A", "B", "C"][i], x.vkey, x.url));
-    }
-    text.push_str(&format!("{quorum}\n"));
-    let p = w.path(file);
-    std::fs::write(&p, text).expect("write policy");
-    p
 }
 
 fn sign(w: &World, data: &[u8]) {

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod rpm;
 pub mod go;
+pub mod rpm;
+pub mod witness;
 
 pub const ALICE: &str = "Alice Volunteer <alice@example.org>";
 

@@ -16,8 +16,8 @@ use qvault_attest::cli::{Cli, Cmd, KeyArg, LogEvidence};
 use qvault_attest::merkle::verify_consistency;
 use qvault_attest::note::{Checkpoint, Verifier};
 use qvault_attest::receipt::hashes;
-use qvault_attest::upload;
 use qvault_attest::tiles;
+use qvault_attest::upload;
 use qvault_attest::Entry;
 
 #[path = "../witness_cmd.rs"]
@@ -317,14 +317,16 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             Ok(Ok(()))
         }
         Cmd::VerifyUpload { changes, evidence } => {
-            let (log, key) = upload_log(evidence)?;
-            let rep =
+            let (log, key, notes) = upload_log(evidence)?;
+            let mut rep =
                 upload::verify_upload(changes, &log, &key).with_context(|| format!("reading {}", changes.display()))?;
+            upload_quorum(evidence, &mut rep, &key, &notes)?;
             report_upload(cli.json, &format!("upload {}", changes.display()), &rep)
         }
         Cmd::VerifyBundle { files, evidence } => {
-            let (log, key) = upload_log(evidence)?;
-            let rep = upload::verify_bundle(files, &log, &key)?;
+            let (log, key, notes) = upload_log(evidence)?;
+            let mut rep = upload::verify_bundle(files, &log, &key)?;
+            upload_quorum(evidence, &mut rep, &key, &notes)?;
             report_upload(cli.json, "bundle", &rep)
         }
         Cmd::Show { log } => {
@@ -358,23 +360,28 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
 }
 
 /// The log an upload is checked against, verified whole (entries kept).
-fn upload_log(ev: &LogEvidence) -> anyhow::Result<(audit::LogReport, Verifier)> {
-    // The hook for witnesses: a tlog-policy's quorum is checked here once the
-    // witness support lands; until then asking for it is an error, never a
-    // silent pass.
-    if let Some(p) = &ev.tlog_policy {
-        anyhow::bail!(
-            "--tlog-policy {}: this qvault-audit cannot check a witness quorum yet; without --tlog-policy the verdict says the quorum was not checked",
-            p.display()
-        );
-    }
+fn upload_log(ev: &LogEvidence) -> anyhow::Result<(audit::LogReport, Verifier, Vec<String>)> {
     let key = log_key(&ev.key)?;
     let extra = ev
         .checkpoint
         .iter()
         .map(|p| Ok(String::from_utf8(read_limited(p, 16 * 1024)?)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((audit::verify_log(open_log(&ev.log)?, &key, &extra, true), key))
+    Ok((audit::verify_log(open_log(&ev.log)?, &key, &extra, true), key, extra))
+}
+
+/// With `--tlog-policy`, the witnesses' quorum on the given checkpoints.
+fn upload_quorum(
+    ev: &LogEvidence,
+    rep: &mut upload::UploadReport,
+    key: &Verifier,
+    notes: &[String],
+) -> anyhow::Result<()> {
+    let Some(p) = &ev.tlog_policy else { return Ok(()) };
+    let text = String::from_utf8(read_limited(p, qvault_attest::witness::MAX_POLICY as u64)?)?;
+    let policy = qvault_attest::witness::Policy::parse(&text).with_context(|| format!("{}", p.display()))?;
+    upload::check_quorum(rep, &policy, &p.display().to_string(), notes, key);
+    Ok(())
 }
 
 fn report_upload(json: bool, what: &str, rep: &upload::UploadReport) -> anyhow::Result<Result<(), Failed>> {
