@@ -9,6 +9,7 @@
 pub mod args;
 pub mod colons;
 pub mod error;
+pub mod fds;
 pub mod keyring;
 pub mod output;
 pub mod receipts;

@@ -19,14 +19,16 @@ use qvault_gpg::args::{self, Command, Invocation};
 use qvault_gpg::colons::{self, Trust};
 use qvault_gpg::error::{ShimError, Verdict};
 use qvault_gpg::status::{self, StatusOut};
-use qvault_gpg::{keyring, output, sign, vault, verify};
+use qvault_gpg::{fds, keyring, output, sign, vault, verify};
 
 fn main() -> ExitCode {
     // OS strings: file names and key selectors need not be UTF-8.
     let inv = args::parse(std::env::args_os().skip(1));
     let command = inv.as_ref().ok().and_then(|i| i.command);
     let result = inv.map_err(ShimError::from).and_then(|inv| {
-        let mut status = StatusOut::open(inv.status_fd).map_err(ShimError::io("can't open status fd"))?;
+        fds::setup(&inv)?;
+        let mut status = StatusOut::open(inv.status_fd, inv.exit_on_status_write_error)
+            .map_err(ShimError::io("can't open status fd"))?;
         run(&inv, &mut status)
     });
     ExitCode::from(exit_code(result, command))
@@ -55,6 +57,12 @@ fn exit_code(result: Result<Verdict, ShimError>, command: Option<Command>) -> u8
 
 fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let Some(cmd) = inv.command else {
+        // gpg's default action on a signed message named on the command line
+        // (GPGME verifies a normal or cleartext signature so): verify it and
+        // write the signed data out.
+        if !inv.operands.is_empty() {
+            return verify::verify(inv, true, status);
+        }
         return Err(ShimError::Usage(
             "no command given (qvault-gpg implements -s, -b, --clearsign, --verify, -k, -K, --export, --import)".into(),
         ));
@@ -63,7 +71,7 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
         Command::Sign => sign::sign(inv, SignMode::Inline, status).map(|()| Verdict::Good),
         Command::DetachSign => sign::sign(inv, SignMode::Detached, status).map(|()| Verdict::Good),
         Command::ClearSign => sign::sign(inv, SignMode::Cleartext, status).map(|()| Verdict::Good),
-        Command::Verify => verify::verify(inv, status),
+        Command::Verify => verify::verify(inv, false, status),
         Command::ListKeys | Command::Fingerprint => list(inv, false),
         Command::ListSecretKeys => list(inv, true),
         Command::Export => export(inv),
@@ -98,9 +106,6 @@ fn selectors(operands: &[OsString]) -> Vec<String> {
 }
 
 fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
-    if inv.with_keygrip {
-        return Err(ShimError::Usage("--with-keygrip is not supported: keygrips belong to the vault's agent".into()));
-    }
     let mut conn = vault::Conn::open()?;
     conn.request(Op::ListKeys { secret, selectors: selectors(&inv.operands) })?;
     let keys = match conn.recv()? {
@@ -111,7 +116,9 @@ fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
     let keys: Vec<_> = keys.into_iter().map(|k| (k, Trust::Ultimate)).collect();
     let now = chrono::Utc::now().timestamp();
     let text = if inv.with_colons {
-        colons::colons(&keys, secret, now)
+        // `--with-keygrip` adds no `grp` records: keygrips name keys in a
+        // gpg-agent, and the client has none (GPGME then leaves keygrip unset).
+        colons::colons(&keys, secret, inv.with_secret, now)
     } else {
         let header = format!("qvault:{}", vault::vault_name()?);
         colons::human(&keys, secret, inv.keyid_format, inv.fingerprint.max(1), &header)
@@ -131,7 +138,7 @@ fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
         eprintln!("gpg: WARNING: nothing exported");
         return Ok(Verdict::Good);
     }
-    let mut out = output::Output::create(inv.output.as_deref(), inv.yes)?;
+    let mut out = output::Output::create(inv.output.as_deref(), inv.yes, inv.special_filenames)?;
     if inv.armor {
         let mut w = openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::PublicKey)
             .map_err(|e| ShimError::OpenPgp(e.to_string()))?;

@@ -85,10 +85,12 @@ impl Status<'_> {
 /// Where status lines go: nowhere, stdout, stderr, or another inherited fd.
 pub struct StatusOut {
     out: Option<Box<dyn Write>>,
+    exit_on_error: bool,
 }
 
 impl StatusOut {
-    pub fn open(fd: Option<i32>) -> std::io::Result<StatusOut> {
+    /// `exit_on_error`: `--exit-on-status-write-error`, as GPGME asks; see [`StatusOut::emit`].
+    pub fn open(fd: Option<i32>, exit_on_error: bool) -> std::io::Result<StatusOut> {
         let out: Option<Box<dyn Write>> = match fd {
             None => None,
             Some(1) => Some(Box::new(std::io::stdout())),
@@ -96,14 +98,20 @@ impl StatusOut {
             // Another inherited descriptor, reopened through /proc without unsafe.
             Some(n) => Some(Box::new(OpenOptions::new().append(true).open(format!("/proc/self/fd/{n}"))?)),
         };
-        Ok(StatusOut { out })
+        Ok(StatusOut { out, exit_on_error })
     }
 
+    /// Writes one line. Status output failing (a closed pipe) does not turn
+    /// success into failure, unless `--exit-on-status-write-error` was given:
+    /// then, as gpg, the process ends at once (the reader that asked for it is
+    /// gone). gpg then exits 0 when nothing else failed; qvault-gpg exits 2, so
+    /// that no one takes an interrupted run for a success.
     pub fn emit(&mut self, s: Status<'_>) {
         if let Some(w) = self.out.as_mut() {
-            // Status output failing (a closed pipe) must not turn success into failure.
-            let _ = w.write_all(s.render().as_bytes());
-            let _ = w.flush();
+            let ok = w.write_all(s.render().as_bytes()).and_then(|()| w.flush()).is_ok();
+            if !ok && self.exit_on_error {
+                std::process::exit(2);
+            }
         }
     }
 }

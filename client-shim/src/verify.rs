@@ -3,7 +3,7 @@
 //! messages and exit codes: 0 all good, 1 a bad signature, 2 anything else.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
@@ -23,7 +23,7 @@ use crate::args::Invocation;
 use crate::colons::{keyid, Trust};
 use crate::error::{ShimError, Verdict};
 use crate::keyring::Keyring;
-use crate::output::open_file;
+use crate::output::{open_name, Name, Output};
 use crate::status::{Status, StatusOut};
 
 /// One signature's verdict, owned so it outlives the verifier.
@@ -280,10 +280,14 @@ fn reference_time(bytes: &[u8]) -> Option<std::time::SystemTime> {
     newest.filter(|t| *t > now)
 }
 
+fn is_cleartext(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+}
+
 /// Is this input a bare signature (detached), rather than a signed message?
 fn is_detached_signature(bytes: &[u8]) -> bool {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
-    if bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+    if is_cleartext(bytes) {
         return false;
     }
     let Ok(mut ppr) = PacketParser::from_bytes(bytes) else {
@@ -311,15 +315,12 @@ fn read_limited(r: &mut dyn Read, what: &str) -> Result<Vec<u8>, ShimError> {
     Ok(v)
 }
 
-fn open(path: &OsStr) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
-    if path == "-" {
-        Ok(Box::new(io::stdin()))
-    } else {
-        Ok(Box::new(open_file(path)?))
-    }
-}
-
-pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
+/// `--verify` (`write_data` false), or gpg's default action on a signed message
+/// (no command, as GPGME verifies one: `--output - -- -&N`): verify it and write
+/// the signed data to the output.
+pub fn verify(inv: &Invocation, write_data: bool, status: &mut StatusOut) -> Result<Verdict, ShimError> {
+    let special = inv.special_filenames;
+    let open = |path: &OsStr| open_name(path, special);
     let p = StandardPolicy::new();
     let mut keyring = Keyring::load();
     // The vault may have extended or revoked a key since the cache was filled.
@@ -342,7 +343,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
             let name = sig_src.as_bytes();
             let data = name.strip_suffix(b".sig").or_else(|| name.strip_suffix(b".asc")).map(OsStr::from_bytes);
             match data {
-                Some(d) if Path::new(d).exists() => {
+                Some(d) if !Name::of(&sig_src, special).is_stream() && Path::new(d).exists() => {
                     eprintln!("gpg: assuming signed data in '{}'", Path::new(d).display());
                     Some(vec![d.to_owned()])
                 }
@@ -374,10 +375,30 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
             )
         }
         None => {
-            VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(|mut v| {
-                io::copy(&mut v, &mut io::sink())?;
-                Ok(v.into_helper())
-            })
+            let mut out =
+                if write_data { Some(Output::create(inv.output.as_deref(), inv.yes, special)?) } else { None };
+            let run = VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(
+                |mut v| {
+                    match out.as_mut() {
+                        Some(o) => {
+                            // gpg writes each line of a cleartext message with its
+                            // line end, the last one too (the line end before the
+                            // signature, which is not signed); Sequoia drops it.
+                            if io::copy(&mut v, o)? > 0 && is_cleartext(&sig_bytes) {
+                                o.write_all(b"\n")?;
+                            }
+                        }
+                        None => {
+                            io::copy(&mut v, &mut io::sink())?;
+                        }
+                    };
+                    Ok(v.into_helper())
+                },
+            );
+            if let (Ok(_), Some(o)) = (&run, out) {
+                o.commit()?;
+            }
+            run
         }
     };
     let helper = match run {
