@@ -1,0 +1,259 @@
+//! Programs that use GPGME (python3-gpg, reprepro, ostree) signing through the
+//! vault, found by GPGME through qvault's `gpgconf` first on PATH, the one
+//! setup line the README documents. Each output is checked by gpgv, and by
+//! sqv where it is a detached signature (sqv reads no other kind).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qvault_e2e::*;
+
+/// The recorded argv GPGME 1.18 gives real gpg (tests/vectors/gpgme-argv.txt).
+fn recorded_argvs() -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(workspace_dir().join("tests/vectors/gpgme-argv.txt")).expect("fixture");
+    text.lines().filter_map(|l| l.strip_prefix("ARGV ")).map(|l| l.split(' ').map(str::to_owned).collect()).collect()
+}
+
+/// Is `program` (and what it needs) installed? Missing is a failure in CI.
+fn have(what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} is not installed (scripts/deps installs it)");
+        eprintln!("SKIPPED: {what} is not installed (scripts/deps installs it)");
+    }
+    ok
+}
+
+fn installed(program: &str) -> bool {
+    have(program, Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// The directory whose `gpgconf` names qvault-gpg: the installed one when the
+/// tests run against installed packages, else a link to the build's.
+fn gpgme_dir(w: &World) -> PathBuf {
+    let installed = Path::new("/usr/lib/qvault/gpgme");
+    if std::env::var_os("QVAULT_BIN_DIR").is_some() && installed.join("gpgconf").exists() {
+        return installed.to_owned();
+    }
+    let d = w.path("gpgme");
+    if !d.exists() {
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::os::unix::fs::symlink(bin("qvault-gpgconf"), d.join("gpgconf")).expect("symlink");
+    }
+    d
+}
+
+/// A client-qube program with qvault's gpgconf first on PATH.
+fn gpgme_cmd(w: &World, program: &str) -> Command {
+    let mut c = w.client_cmd(program);
+    let mut paths = vec![gpgme_dir(w)];
+    paths.extend(std::env::split_paths(&w.path_env()));
+    c.env("PATH", std::env::join_paths(paths).expect("PATH"));
+    c
+}
+
+#[track_caller]
+fn gpgv_ok(w: &World, files: &[&Path]) {
+    let o = gpgv(w, files);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("Good signature from \"Alice Volunteer"), "{}", stderr(&o));
+}
+
+#[track_caller]
+fn sqv_ok(w: &World, sig: &Path, data: &Path) {
+    let o = sqv(w, sig, data);
+    assert_ok(&o);
+    assert!(stdout(&o).contains(&w.fpr), "{}", stdout(&o));
+}
+
+#[test]
+fn every_recorded_gpgme_argv_is_accepted() {
+    let argvs = recorded_argvs();
+    assert!(argvs.len() >= 20, "{}", argvs.len());
+    for argv in argvs {
+        let parsed = qvault_gpg::args::parse(argv.iter().map(Into::into));
+        assert!(parsed.is_ok(), "{argv:?}: {}", parsed.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+}
+
+#[test]
+fn gpgconf_answers_gpgme_and_refuses_the_rest() {
+    let w = World::new();
+    let gpgconf = gpgme_dir(&w).join("gpgconf");
+    let mut c = w.client_cmd(gpgconf.to_str().expect("utf8"));
+    let o = run(c.arg("--list-components"));
+    assert_ok(&o);
+    let line = stdout(&o);
+    let path = line.trim_end().rsplit(':').next().unwrap_or_default().to_owned();
+    assert!(line.starts_with("gpg:OpenPGP") && path.ends_with("/qvault-gpg"), "{line}");
+    let o = run(w.client_cmd(gpgconf.to_str().expect("utf8")).args(["--list-dirs", "homedir"]));
+    assert_ok(&o);
+    assert_eq!(stdout(&o).trim_end(), w.client_home.display().to_string());
+    let o = run(w.client_cmd(gpgconf.to_str().expect("utf8")).arg("--version"));
+    assert!(stdout(&o).starts_with("gpgconf (GnuPG) 2.2.40\n"), "{}", stdout(&o));
+    for refused in [&["--kill", "all"][..], &["--list-options", "gpg"], &["--launch", "gpg-agent"], &[]] {
+        let o = run(w.client_cmd(gpgconf.to_str().expect("utf8")).args(refused));
+        assert_code(&o, 2);
+        assert!(stdout(&o).is_empty(), "{refused:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains("this is qvault's gpgconf"), "{refused:?}: {}", stderr(&o));
+    }
+}
+
+/// `-&N` names descriptor N only with --enable-special-filenames, as in gpg;
+/// without it, `-&3` is a file name and descriptor 3 is never read.
+#[test]
+fn special_filenames_read_descriptors_only_when_enabled() {
+    let w = World::new();
+    let data = w.path("data");
+    std::fs::write(&data, b"data on descriptor 3\n").expect("write");
+    let sig = w.path("data.sig");
+    let script = "exec qvault-gpg \"$@\" 3<\"$DATA\" 5>\"$LOG\"";
+    let mut c = w.client_cmd("sh");
+    c.env("DATA", &data).env("LOG", w.path("logger")).args(["-c", script, "sh"]);
+    c.args(["--enable-special-filenames", "--logger-fd", "5", "--status-fd", "1", "-bu", &w.fpr, "-o"]);
+    c.arg(&sig).args(["--", "-&3"]);
+    let o = run(&mut c);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("[GNUPG:] SIG_CREATED D "), "{}", stdout(&o));
+    gpgv_ok(&w, &[&sig, &data]);
+    sqv_ok(&w, &sig, &data);
+
+    let mut c = w.client_cmd("sh");
+    c.env("DATA", &data).env("LOG", w.path("logger")).args(["-c", script, "sh"]);
+    c.args(["--logger-fd", "5", "-bu", &w.fpr, "--", "-&3"]);
+    let o = run(&mut c);
+    assert_code(&o, 2);
+    // Messages went to the logger descriptor, not to stderr.
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(w.path("logger")).expect("logger");
+    assert!(log.contains("can't open '-&3'"), "{log}");
+}
+
+#[test]
+fn python3_gpg_lists_signs_and_verifies_through_the_vault() {
+    if !have(
+        "python3-gpg",
+        Command::new("/usr/bin/python3").args(["-c", "import gpg"]).output().is_ok_and(|o| o.status.success()),
+    ) {
+        return;
+    }
+    let w = World::new();
+    let out = w.path("py");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let script = workspace_dir().join("tests/e2e/gpgme/python_gpg.py");
+    let before = w.log_entries();
+    let o = run(gpgme_cmd(&w, "/usr/bin/python3").arg(&script).arg(&out).arg(&w.fpr));
+    assert_ok(&o);
+    let data = out.join("data");
+    for sig in ["detached.asc", "detached.sig"] {
+        gpgv_ok(&w, &[&out.join(sig), &data]);
+        sqv_ok(&w, &out.join(sig), &data);
+    }
+    for signed in ["normal.asc", "normal.gpg", "clear.asc"] {
+        gpgv_ok(&w, &[&out.join(signed)]);
+    }
+    // Five signatures, each in the vault's log.
+    assert_eq!(w.log_entries(), before + 5);
+}
+
+#[test]
+fn reprepro_export_signs_inrelease_and_release_gpg() {
+    if !installed("reprepro") {
+        return;
+    }
+    let w = World::new();
+    let repo = w.path("repo");
+    std::fs::create_dir_all(repo.join("conf")).expect("mkdir");
+    std::fs::write(
+        repo.join("conf/distributions"),
+        format!("Codename: test\nArchitectures: amd64\nComponents: main\nSignWith: {}\n", w.fpr),
+    )
+    .expect("write");
+    let o = run(gpgme_cmd(&w, "reprepro").arg("-b").arg(&repo).arg("export"));
+    assert_ok(&o);
+    let dists = repo.join("dists/test");
+    let inrelease = std::fs::read_to_string(dists.join("InRelease")).expect("InRelease");
+    assert!(inrelease.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\n"), "{inrelease}");
+    gpgv_ok(&w, &[&dists.join("InRelease")]);
+    gpgv_ok(&w, &[&dists.join("Release.gpg"), &dists.join("Release")]);
+    sqv_ok(&w, &dists.join("Release.gpg"), &dists.join("Release"));
+}
+
+/// The detached signatures ostree stored for a commit, from `ostree show
+/// --print-detached-metadata-key=ostree.gpgsigs` (a GVariant `aay`).
+fn ostree_signatures(text: &str) -> Vec<Vec<u8>> {
+    text.split("[byte ")
+        .skip(1)
+        .map(|sig| {
+            let body = sig.split(']').next().unwrap_or_default();
+            body.split(", ").filter_map(|b| u8::from_str_radix(b.trim().trim_start_matches("0x"), 16).ok()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn ostree_commit_gpg_sign_verified_by_ostree() {
+    if !installed("ostree") {
+        return;
+    }
+    let w = World::new();
+    let repo = w.path("os");
+    let tree = w.path("tree");
+    std::fs::create_dir_all(tree.join("usr")).expect("mkdir");
+    std::fs::write(tree.join("usr/hello"), b"hello from an ostree commit\n").expect("write");
+    let o = run(Command::new("ostree").arg(format!("--repo={}", repo.display())).args(["init", "--mode=archive"]));
+    assert_ok(&o);
+    let mut c = gpgme_cmd(&w, "ostree");
+    c.arg("commit").arg(format!("--repo={}", repo.display())).args(["--branch=main", "-s", "signed"]);
+    c.arg(format!("--gpg-sign={}", w.fpr)).arg(&tree);
+    let o = run(&mut c);
+    assert_ok(&o);
+    let commit = stdout(&o).trim().to_owned();
+
+    // ostree's own verification, with GnuPG as anyone verifying has it.
+    let key = w.path("key.asc");
+    std::fs::write(&key, run(&mut w.shim(&["--export", "--armor"])).stdout).expect("write");
+    let ostree = |args: &[&str]| {
+        let mut c = Command::new("ostree");
+        c.args(args).arg(format!("--repo={}", repo.display())).env_remove("GNUPGHOME").env("HOME", &w.home);
+        run(&mut c)
+    };
+    let o = ostree(&[
+        "remote",
+        "add",
+        "--set=gpg-verify=true",
+        &format!("--gpg-import={}", key.display()),
+        "origin",
+        "file:///nonexistent",
+    ]);
+    assert_ok(&o);
+    let o = ostree(&["show", "--gpg-verify-remote=origin", "main"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("Good signature from \"Alice Volunteer <alice@example.org>\""), "{}", stdout(&o));
+
+    // The same signature, checked by gpgv and sqv over the commit object.
+    let o = ostree(&["show", "--print-detached-metadata-key=ostree.gpgsigs", "main"]);
+    assert_ok(&o);
+    let sigs = ostree_signatures(&stdout(&o));
+    assert_eq!(sigs.len(), 1, "{}", stdout(&o));
+    let sig = w.path("commit.sig");
+    std::fs::write(&sig, &sigs[0]).expect("write");
+    let object = repo.join("objects").join(&commit[..2]).join(format!("{}.commit", &commit[2..]));
+    gpgv_ok(&w, &[&sig, &object]);
+    sqv_ok(&w, &sig, &object);
+}
+
+/// `--homedir` (GPGME passes it when a program sets one, as `ostree
+/// --gpg-homedir` does) is qvault-gpg's own directory, as QVAULT_GPG_HOME.
+#[test]
+fn homedir_is_qvault_gpgs_own_directory() {
+    let w = World::new();
+    let home = w.path("other-home");
+    let o = run(&mut w.shim(&["--homedir", home.to_str().expect("utf8"), "--version"]));
+    assert_ok(&o);
+    assert!(stdout(&o).contains(&format!("\nHome: {}\n", home.display())), "{}", stdout(&o));
+    let o = run_with_input(&mut w.shim(&["--homedir", home.to_str().expect("utf8"), "-bsau", &w.fpr]), b"data\n");
+    assert_ok(&o);
+    // The vault's certificate cache and log state live there now, not in QVAULT_GPG_HOME.
+    assert!(home.join("logs").is_dir(), "{:?}", std::fs::read_dir(&home).map(|d| d.count()));
+    assert!(!w.client_home.join("logs").exists());
+}
