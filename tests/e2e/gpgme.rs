@@ -144,15 +144,22 @@ fn python3_gpg_lists_signs_and_verifies_through_the_vault() {
     let o = run(gpgme_cmd(&w, "/usr/bin/python3").arg(&script).arg(&out).arg(&w.fpr));
     assert_ok(&o);
     let data = out.join("data");
-    for sig in ["detached.asc", "detached.sig"] {
+    for sig in ["detached.asc", "detached.sig", "text.asc"] {
         gpgv_ok(&w, &[&out.join(sig), &data]);
         sqv_ok(&w, &out.join(sig), &data);
     }
     for signed in ["normal.asc", "normal.gpg", "clear.asc"] {
         gpgv_ok(&w, &[&out.join(signed)]);
     }
-    // Five signatures, each in the vault's log.
-    assert_eq!(w.log_entries(), before + 5);
+    // Six signatures, each in the vault's log.
+    assert_eq!(w.log_entries(), before + 6);
+    // GPGME's export is the vault's certificate.
+    let exported = std::fs::read(out.join("key.asc")).expect("key.asc");
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", w.gnupg_home()).args(["--batch", "--with-colons", "--show-keys"]);
+    let o = run_with_input(&mut c, &exported);
+    assert_ok(&o);
+    assert!(stdout(&o).contains(&format!("fpr:::::::::{}:", w.fpr)), "{}", stdout(&o));
 }
 
 #[test]

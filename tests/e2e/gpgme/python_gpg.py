@@ -46,7 +46,19 @@ for name, mode, armor in modes:
     open(os.path.join(out, name), "wb").write(signed)
     print("signed", name, len(signed))
 
-for name in ("detached.asc", "detached.sig"):
+# Text mode (gpgme_set_textmode): a canonical-text signature, class 01.
+c.armor, c.textmode = True, True
+signed, result = c.sign(data, mode=gpg.constants.sig.mode.DETACH)
+assert result.signatures[0].sig_class == 1, result.signatures[0].sig_class
+open(os.path.join(out, "text.asc"), "wb").write(signed)
+c.textmode = False
+
+# The public key, as GPGME exports it (armored).
+exported = c.key_export(fpr)
+assert exported and exported.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"), exported
+open(os.path.join(out, "key.asc"), "wb").write(exported)
+
+for name in ("detached.asc", "detached.sig", "text.asc"):
     sig = open(os.path.join(out, name), "rb").read()
     _, result = c.verify(data, signature=sig)
     s = result.signatures[0]
