@@ -167,7 +167,27 @@ fn reprepro_export_signs_inrelease_and_release_gpg() {
     if !installed("reprepro") {
         return;
     }
-    let w = World::new();
+    reprepro_export(&World::new());
+}
+
+/// The same over Qubes' real qrexec (tests/qrexec-real): GPGME's descriptors
+/// and qvault-gpg's qrexec client side by side.
+#[test]
+fn reprepro_export_signs_over_real_qrexec() {
+    if !installed("reprepro") {
+        return;
+    }
+    let mut w = World::new();
+    if !w.serve_real_qrexec("qvault.Gpg  *  work  vault  allow\n") {
+        return;
+    }
+    reprepro_export(&w);
+    // It went through dom0's policy daemon, which allowed work -> vault.
+    let logs = w.real.as_ref().map(|r| r.logs()).unwrap_or_default();
+    assert!(logs.contains("qvault.Gpg+: work -> vault: allowed to vault"), "{logs}");
+}
+
+fn reprepro_export(w: &World) {
     let repo = w.path("repo");
     std::fs::create_dir_all(repo.join("conf")).expect("mkdir");
     std::fs::write(
@@ -175,14 +195,14 @@ fn reprepro_export_signs_inrelease_and_release_gpg() {
         format!("Codename: test\nArchitectures: amd64\nComponents: main\nSignWith: {}\n", w.fpr),
     )
     .expect("write");
-    let o = run(gpgme_cmd(&w, "reprepro").arg("-b").arg(&repo).arg("export"));
+    let o = run(gpgme_cmd(w, "reprepro").arg("-b").arg(&repo).arg("export"));
     assert_ok(&o);
     let dists = repo.join("dists/test");
     let inrelease = std::fs::read_to_string(dists.join("InRelease")).expect("InRelease");
     assert!(inrelease.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\n"), "{inrelease}");
-    gpgv_ok(&w, &[&dists.join("InRelease")]);
-    gpgv_ok(&w, &[&dists.join("Release.gpg"), &dists.join("Release")]);
-    sqv_ok(&w, &dists.join("Release.gpg"), &dists.join("Release"));
+    gpgv_ok(w, &[&dists.join("InRelease")]);
+    gpgv_ok(w, &[&dists.join("Release.gpg"), &dists.join("Release")]);
+    sqv_ok(w, &dists.join("Release.gpg"), &dists.join("Release"));
 }
 
 /// The detached signatures ostree stored for a commit, from `ostree show
