@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
+use openpgp::parse::Parse as _;
 use qubes_rpc::{Op, ServerFrame, SignMode};
 use sequoia_openpgp as openpgp;
 
@@ -74,7 +75,7 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
         Command::Verify => verify::verify(inv, false, status),
         Command::ListKeys | Command::Fingerprint => list(inv, false),
         Command::ListSecretKeys => list(inv, true),
-        Command::Export => export(inv),
+        Command::Export => export(inv, status),
         Command::Import => import(inv, status),
         Command::Version => {
             // A reader that stops early (`--version | head -n 1`) is not an error.
@@ -132,10 +133,21 @@ fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
     Ok(Verdict::Good)
 }
 
-fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
+fn export(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let bytes = keyring::export_from_vault(&selectors(&inv.operands))?;
+    // gpg's EXPORTED and EXPORT_RES lines (GPGME reads them), one per certificate.
+    let fprs: Vec<String> = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        openpgp::cert::CertParser::from_bytes(&bytes)
+            .map_err(|e| ShimError::Protocol(format!("the vault's export: {e}")))?
+            .map(|c| c.map(|c| c.fingerprint().to_hex()))
+            .collect::<openpgp::Result<_>>()
+            .map_err(|e| ShimError::Protocol(format!("the vault's export: {e}")))?
+    };
     if bytes.is_empty() {
         eprintln!("gpg: WARNING: nothing exported");
+        status.emit(status::Status::ExportRes { count: 0, exported: 0 });
         return Ok(Verdict::Good);
     }
     let mut out = output::Output::create(inv.output.as_deref(), inv.yes, inv.special_filenames)?;
@@ -148,6 +160,10 @@ fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
         out.write_all(&bytes).map_err(ShimError::io("writing output"))?;
     }
     out.commit()?;
+    for fpr in &fprs {
+        status.emit(status::Status::Exported { fpr });
+    }
+    status.emit(status::Status::ExportRes { count: fprs.len(), exported: fprs.len() });
     Ok(Verdict::Good)
 }
 

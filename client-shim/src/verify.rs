@@ -9,6 +9,7 @@ use std::path::Path;
 
 use openpgp::cert::prelude::*;
 use openpgp::packet::key::PublicParts;
+use openpgp::packet::signature::subpacket::{SubpacketTag, SubpacketValue};
 use openpgp::packet::Signature;
 use openpgp::parse::stream::{
     DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
@@ -181,6 +182,19 @@ fn report(o: &Outcome, status: &mut StatusOut) -> Verdict {
             } else {
                 status.emit(Status::GoodSig { keyid: &kid, uid: &uid });
             }
+            // As gpg, the hashed area's notations of a good signature, last
+            // first (gpg builds its list by prepending).
+            let notations: Vec<_> = sig.hashed_area().subpackets(SubpacketTag::NotationData).collect();
+            for sp in notations.into_iter().rev() {
+                if let SubpacketValue::NotationData(n) = sp.value() {
+                    status.emit(Status::Notation {
+                        name: n.name(),
+                        value: n.value(),
+                        critical: sp.critical(),
+                        human: n.flags().human_readable(),
+                    });
+                }
+            }
             let expires = sig
                 .signature_expiration_time()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -280,6 +294,45 @@ fn reference_time(bytes: &[u8]) -> Option<std::time::SystemTime> {
     newest.filter(|t| *t > now)
 }
 
+/// gpg's PLAINTEXT (and, for a literal packet of known length,
+/// PLAINTEXT_LENGTH) line for a signed message; a cleartext message has a text
+/// literal with no date and no name, as gpg reports it.
+fn plaintext_status(bytes: &[u8], status: &mut StatusOut) {
+    if is_cleartext(bytes) {
+        status.emit(Status::Plaintext { format: b't', ts: 0, name: b"" });
+        return;
+    }
+    let Ok(mut ppr) = PacketParser::from_bytes(bytes) else { return };
+    while let PacketParserResult::Some(pp) = ppr {
+        if let Packet::Literal(l) = &pp.packet {
+            let ts = l.date().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+            // The data's length: the body less format, name length, name and date.
+            let name_len = l.filename().map_or(0, <[u8]>::len);
+            let len = match pp.header().length() {
+                openpgp::packet::header::BodyLength::Full(n) => usize::try_from(*n)
+                    .ok()
+                    .and_then(|n| n.checked_sub(6 + name_len))
+                    .and_then(|n| u32::try_from(n).ok()),
+                _ => None,
+            };
+            status.emit(Status::Plaintext {
+                format: u8::from(l.format()),
+                ts: u32::try_from(ts).unwrap_or(0),
+                name: l.filename().unwrap_or_default(),
+            });
+            if let Some(len) = len {
+                status.emit(Status::PlaintextLength { len });
+            }
+            return;
+        }
+        // Into containers too: an inline message's data may be compressed.
+        match pp.recurse() {
+            Ok((_, next)) => ppr = next,
+            Err(_) => return,
+        }
+    }
+}
+
 fn is_cleartext(bytes: &[u8]) -> bool {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
@@ -356,6 +409,7 @@ pub fn verify(inv: &Invocation, write_data: bool, status: &mut StatusOut) -> Res
         }
         None => None,
     };
+    let attached = detached_data.is_none();
     let at = reference_time(&sig_bytes);
     let run = match detached_data {
         Some(files) => {
@@ -409,6 +463,9 @@ pub fn verify(inv: &Invocation, write_data: bool, status: &mut StatusOut) -> Res
             return Ok(Verdict::Failed);
         }
     };
+    if attached {
+        plaintext_status(&sig_bytes, status);
+    }
     if helper.outcomes.is_empty() {
         status.emit(Status::NoData { what: 4 });
         eprintln!("gpg: no signature found");
