@@ -284,3 +284,175 @@ fn homedir_is_qvault_gpgs_own_directory() {
     assert!(home.join("logs").is_dir(), "{:?}", std::fs::read_dir(&home).map(|d| d.count()));
     assert!(!w.client_home.join("logs").exists());
 }
+
+/// A GNUPGHOME with the vault's secret key (test side only), trusted
+/// ultimately: real gpg, the oracle, with the same key.
+fn gpg_with_secret(w: &World) -> PathBuf {
+    let g = w.path("gnupg-secret");
+    std::fs::create_dir_all(&g).expect("mkdir");
+    std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", &g).args(["--batch", "--import"]).arg(w.key_file());
+    assert_ok(&run(&mut c));
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", &g).args(["--batch", "--import-ownertrust"]);
+    assert_ok(&run_with_input(&mut c, format!("{}:6:\n", w.fpr).as_bytes()));
+    g
+}
+
+struct Answer {
+    code: Option<i32>,
+    status: Vec<String>,
+    stdout: Vec<u8>,
+}
+
+/// Runs one recorded GPGME argv as GPGME would: the status and logger
+/// descriptors open for writing, each `-&N` open for reading on one of
+/// `inputs`, in order; `$GNUPGHOME` replaced by `home`.
+fn run_gpgme_argv(mut c: Command, argv: &[String], home: &Path, inputs: &[&Path], dir: &Path) -> Answer {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let (status, logger) = (dir.join("status"), dir.join("logger"));
+    let mut redirections = String::new();
+    let mut inputs = inputs.iter();
+    let mut args = Vec::new();
+    let mut prev = "";
+    for a in argv {
+        match prev {
+            "--status-fd" => redirections.push_str(&format!(" {a}>'{}'", status.display())),
+            "--logger-fd" => redirections.push_str(&format!(" {a}>'{}'", logger.display())),
+            _ => {}
+        }
+        if let Some(fd) = a.strip_prefix("-&") {
+            let input = inputs.next().expect("an input for each -&N");
+            redirections.push_str(&format!(" {fd}<'{}'", input.display()));
+        }
+        args.push(if a == "$GNUPGHOME" { home.display().to_string() } else { a.clone() });
+        prev = a;
+    }
+    let program = c.get_program().to_owned();
+    c.env("PROGRAM", program);
+    let mut sh = Command::new("sh");
+    sh.envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))));
+    for (k, v) in c.get_envs() {
+        if v.is_none() {
+            sh.env_remove(k);
+        }
+    }
+    sh.args(["-c", &format!("exec \"$PROGRAM\" \"$@\"{redirections}"), "sh"]).args(&args);
+    let o = run(&mut sh);
+    // Notation data may be binary.
+    let status = String::from_utf8_lossy(&std::fs::read(&status).unwrap_or_default()).into_owned();
+    Answer { code: o.status.code(), status: normalize(&status), stdout: o.stdout }
+}
+
+/// Status lines as GPGME reads them, without what differs by time or is
+/// advisory: PROGRESS (qvault-gpg writes none), KEY_CONSIDERED (GPGME reads
+/// it only with an INV_SGNR), SIG_ID (a replay-detection hash; GPGME does
+/// not read it), and times.
+fn normalize(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter_map(|l| {
+            let mut f: Vec<&str> = l.split(' ').collect();
+            match f.get(1).copied()? {
+                "PROGRESS" | "KEY_CONSIDERED" | "SIG_ID" => return None,
+                "SIG_CREATED" if f.len() > 6 => f[6] = "<time>",
+                "VALIDSIG" if f.len() > 4 => {
+                    f[3] = "<date>";
+                    f[4] = "<time>";
+                }
+                _ => {}
+            }
+            Some(f.join(" "))
+        })
+        .collect()
+}
+
+/// Colon records without keygrips (not offered) and the trust database's times.
+fn colon_records(listing: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(listing)
+        .lines()
+        .filter(|l| !l.starts_with("grp:"))
+        .map(|l| if l.starts_with("tru:") { "tru:<local trust database>".to_owned() } else { l.to_owned() })
+        .collect()
+}
+
+/// Real gpg is the oracle: every argv GPGME was recorded giving gpg, given to
+/// gpg and to qvault-gpg with the same key and inputs, gets the same exit code,
+/// the same status lines (as GPGME reads them), the same colon listing and the
+/// same verified data.
+#[test]
+fn recorded_gpgme_argv_get_gpgs_answers() {
+    let w = World::new();
+    let g = gpg_with_secret(&w);
+    let data = w.path("data");
+    std::fs::write(&data, b"GPGME oracle data\n- a dashed line\n").expect("write");
+    // Signatures to verify, made by the vault.
+    let signed = |args: &[&str], name: &str| {
+        let p = w.path(name);
+        let mut c = w.shim(args);
+        c.args(["-u", &w.fpr, "-o"]).arg(&p).arg(&data);
+        assert_ok(&run(&mut c));
+        p
+    };
+    let detached = signed(&["-ba"], "oracle.asc");
+    let inline = signed(&["-s"], "oracle.gpg");
+    let clear = signed(&["--clearsign"], "oracle.clear");
+
+    let fixture = std::fs::read_to_string(workspace_dir().join("tests/vectors/gpgme-argv.txt")).expect("fixture");
+    let keyid = &w.fpr[24..];
+    let mut section = String::new();
+    let mut compared = 0;
+    for line in fixture.lines() {
+        if let Some(s) = line.strip_prefix("### ") {
+            section = s.to_owned();
+            continue;
+        }
+        let Some(argv) = line.strip_prefix("ARGV ") else { continue };
+        let argv: Vec<String> = argv
+            .split(' ')
+            .map(|a| a.replace("80CCAB5C6C561553CDEB6451B0919A21A0D91034", &w.fpr).replace("B0919A21A0D91034", keyid))
+            .collect();
+        let has = |o: &str| argv.iter().any(|a| a == o);
+        let inputs: Vec<&Path> = if has("--version") {
+            continue;
+        } else if has("--sign") || has("--clearsign") {
+            vec![&data]
+        } else if has("--verify") {
+            vec![&detached, &data]
+        } else if has("--output") {
+            vec![if section.contains("clear") { &clear } else { &inline }]
+        } else {
+            vec![]
+        };
+        let n = compared;
+        let theirs = run_gpgme_argv(
+            {
+                let mut c = Command::new("gpg");
+                c.env("GNUPGHOME", &g).env("LC_ALL", "C");
+                c
+            },
+            &argv,
+            &g,
+            &inputs,
+            &w.path(&format!("oracle/{n}/gpg")),
+        );
+        let ours = run_gpgme_argv(w.shim(&[]), &argv, &w.client_home, &inputs, &w.path(&format!("oracle/{n}/qvault")));
+        let what = format!("{section}: {}", argv.join(" "));
+        assert_eq!(ours.code, theirs.code, "{what}");
+        assert_eq!(
+            ours.status,
+            theirs.status,
+            "{what}\n{}",
+            std::fs::read_to_string(w.path(&format!("oracle/{n}/gpg/logger"))).unwrap_or_default()
+        );
+        if has("--with-colons") {
+            assert_eq!(colon_records(&ours.stdout), colon_records(&theirs.stdout), "{what}");
+        }
+        if has("--output") {
+            assert_eq!(ours.stdout, theirs.stdout, "{what}");
+        }
+        compared += 1;
+    }
+    assert!(compared >= 18, "{compared}");
+}
