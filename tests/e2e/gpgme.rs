@@ -456,3 +456,28 @@ fn recorded_gpgme_argv_get_gpgs_answers() {
     }
     assert!(compared >= 18, "{compared}");
 }
+
+/// `--exit-on-status-write-error` (GPGME always sends it): when the status
+/// descriptor cannot be written, the run ends at once, exit 2, before the
+/// vault has signed anything; without the option, a status write error does
+/// not stop signing.
+#[test]
+fn a_status_write_error_ends_the_run_when_asked() {
+    let w = World::new();
+    let data = w.path("data");
+    std::fs::write(&data, b"data\n").expect("write");
+    let sign = |extra: &[&str], sig: &str| {
+        let mut c = w.client_cmd("sh");
+        c.args(["-c", "exec qvault-gpg \"$@\" 4>/dev/full", "sh", "--status-fd", "4"]).args(extra);
+        c.args(["-bu", &w.fpr, "-o"]).arg(w.path(sig)).arg(&data);
+        run(&mut c)
+    };
+    let before = w.log_entries();
+    let o = sign(&["--exit-on-status-write-error"], "a.sig");
+    assert_code(&o, 2);
+    assert!(!w.path("a.sig").exists());
+    assert_eq!(w.log_entries(), before, "nothing was signed");
+    let o = sign(&[], "b.sig");
+    assert_ok(&o);
+    gpgv_ok(&w, &[&w.path("b.sig"), &data]);
+}
