@@ -53,6 +53,15 @@ enum Act {
     Verbose,
     ReceiptOut,
     ProofOut,
+    SpecialFilenames,
+    LoggerFd,
+    CommandFd,
+    ExitOnStatusWriteError,
+    SetFilename,
+    InputSizeHint,
+    Mime,
+    Homedir,
+    WithSecret,
     /// Accepted and without effect here.
     Ignore,
     /// Accepted with an argument that has no effect here.
@@ -109,6 +118,21 @@ const OPTIONS: &[Spec] = &[
     o("verbose", Some('v'), false, Act::Verbose),
     o("receipt-out", None, true, Act::ReceiptOut),
     o("proof-out", None, true, Act::ProofOut),
+    // What GPGME sends (tests/vectors/gpgme-argv.txt).
+    o("enable-special-filenames", None, false, Act::SpecialFilenames),
+    o("logger-fd", None, true, Act::LoggerFd),
+    o("command-fd", None, true, Act::CommandFd),
+    o("exit-on-status-write-error", None, false, Act::ExitOnStatusWriteError),
+    o("set-filename", None, true, Act::SetFilename),
+    o("input-size-hint", None, true, Act::InputSizeHint),
+    o("mimemode", None, false, Act::Mime),
+    o("homedir", None, true, Act::Homedir),
+    o("with-secret", None, false, Act::WithSecret),
+    // No PROGRESS lines are written, which GPGME allows.
+    o("enable-progress-filter", None, false, Act::Ignore),
+    o("no-sk-comments", None, false, Act::Ignore),
+    o("lc-ctype", None, true, Act::IgnoreValue),
+    o("lc-messages", None, true, Act::IgnoreValue),
     o("batch", None, false, Act::Ignore),
     o("no-batch", None, false, Act::Ignore),
     o("no-tty", None, false, Act::Ignore),
@@ -205,6 +229,21 @@ pub struct Invocation {
     /// `--proof-out FILE`: the receipt as a C2SP tlog-proof.
     pub proof_out: Option<OsString>,
     pub operands: Vec<OsString>,
+    /// `--enable-special-filenames`: `-&N` names descriptor N.
+    pub special_filenames: bool,
+    /// `--logger-fd`: where gpg's messages go instead of stderr.
+    pub logger_fd: Option<i32>,
+    /// `--command-fd`: accepted and never read (qvault-gpg asks no questions).
+    pub command_fd: Option<i32>,
+    pub exit_on_status_write_error: bool,
+    /// `--set-filename`: the name in an inline signature's literal packet.
+    pub set_filename: Option<OsString>,
+    /// `--mimemode`: a text signature over data in a literal packet of format `m`.
+    pub mime: bool,
+    /// `--homedir`: qvault-gpg's own data directory (as `QVAULT_GPG_HOME`).
+    pub homedir: Option<OsString>,
+    /// `--with-secret`: mark keys whose secret part the vault holds in `pub` listings.
+    pub with_secret: bool,
     /// `--fingerprint` given as the command.
     fingerprint_cmd: bool,
 }
@@ -327,6 +366,19 @@ fn resolve_commands(cmds: &[Command], fingerprint: bool) -> Result<Option<Comman
     }
 }
 
+/// A descriptor number as gpg takes it (`--status-fd 4`, `-&7`): decimal digits,
+/// at most `i32::MAX`. Whether it is open is checked where it is used.
+pub fn parse_fd(v: &str) -> Option<i32> {
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn fd_number(name: &'static str, v: &str) -> Result<i32, ArgError> {
+    parse_fd(v).ok_or_else(|| ArgError::BadValue { name, value: v.to_owned(), why: "not a file descriptor number" })
+}
+
 fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Option<OsString>) -> Result<(), ArgError> {
     let raw = value.unwrap_or_default();
     // The value as text, for the options whose values are parsed.
@@ -347,18 +399,31 @@ fn apply(inv: &mut Invocation, cmds: &mut Vec<Command>, spec: &Spec, value: Opti
         Act::DefaultKey => inv.default_key = Some(raw),
         Act::Output => inv.output = Some(raw),
         Act::Yes => inv.yes = true,
-        Act::StatusFd => {
+        Act::StatusFd => inv.status_fd = Some(fd_number(spec.long, &text()?)?),
+        Act::LoggerFd => inv.logger_fd = Some(fd_number(spec.long, &text()?)?),
+        Act::CommandFd => inv.command_fd = Some(fd_number(spec.long, &text()?)?),
+        Act::SpecialFilenames => inv.special_filenames = true,
+        Act::ExitOnStatusWriteError => inv.exit_on_status_write_error = true,
+        Act::SetFilename => inv.set_filename = Some(raw),
+        Act::InputSizeHint => {
             let v = text()?;
-            let fd: i32 = v.parse().map_err(|_| ArgError::BadValue {
-                name: "status-fd",
-                value: v.clone(),
-                why: "not a file descriptor number",
-            })?;
-            if fd < 0 {
-                return Err(ArgError::BadValue { name: "status-fd", value: v, why: "not a file descriptor number" });
+            // gpg takes a byte count, optionally with a k/m/g suffix; only a hint.
+            let digits = v.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || v.len() > 24 {
+                return Err(ArgError::BadValue { name: "input-size-hint", value: v, why: "not a size in bytes" });
             }
-            inv.status_fd = Some(fd);
         }
+        Act::Mime => {
+            inv.mime = true;
+            inv.text = true;
+        }
+        Act::Homedir => {
+            if raw.is_empty() {
+                return Err(ArgError::BadValue { name: "homedir", value: String::new(), why: "empty directory name" });
+            }
+            inv.homedir = Some(raw);
+        }
+        Act::WithSecret => inv.with_secret = true,
         Act::DigestAlgo => {
             let v = text()?;
             inv.digest = Some(qubes_rpc::HashAlgo::from_gpg_name(&v).ok_or(ArgError::BadValue {
@@ -451,13 +516,13 @@ mod tests {
         assert_eq!(p(&["--detach"]).unwrap().command, Some(Command::DetachSign));
         assert!(p(&["--arm"]).unwrap().armor);
         assert!(matches!(p(&["--ver"]), Err(ArgError::Ambiguous { .. })));
-        assert!(matches!(p(&["--home", "/x"]), Err(ArgError::Refused { .. })));
+        assert!(matches!(p(&["--keyr", "/x"]), Err(ArgError::Refused { .. })));
     }
 
     #[test]
     fn refusals_and_invalid() {
         assert!(
-            matches!(p(&["--homedir", "/x", "-s"]), Err(ArgError::Refused { name, reason: Reason::Files }) if name == "homedir")
+            matches!(p(&["--keyring", "/x", "-s"]), Err(ArgError::Refused { name, reason: Reason::Keyring }) if name == "keyring")
         );
         assert!(matches!(p(&["--export-secret-keys"]), Err(ArgError::Refused { reason: Reason::Secret, .. })));
         assert!(matches!(p(&["-e"]), Err(ArgError::Refused { .. })));
@@ -506,6 +571,55 @@ mod tests {
         assert!(matches!(raw(&[b"--digest-algo", b"SHA\xff"]), Err(ArgError::BadValue { .. })));
         assert_eq!(raw(&[b"--arm\xff"]).unwrap_err(), ArgError::Invalid("--arm\u{fffd}".into()));
         assert_eq!(raw(&[b"-a\xff"]).unwrap_err(), ArgError::Invalid("-\u{fffd}".into()));
+    }
+
+    #[test]
+    fn gpgme_sign_form() {
+        // As recorded in tests/vectors/gpgme-argv.txt.
+        let inv = p(&[
+            "--enable-special-filenames",
+            "--batch",
+            "--no-sk-comments",
+            "--lc-ctype",
+            "C.UTF-8",
+            "--homedir",
+            "/h",
+            "--status-fd",
+            "4",
+            "--no-tty",
+            "--charset",
+            "utf8",
+            "--enable-progress-filter",
+            "--exit-on-status-write-error",
+            "--logger-fd",
+            "6",
+            "--sign",
+            "--detach",
+            "--armor",
+            "-u",
+            "B0919A21A0D91034",
+            "--",
+            "-&7",
+        ])
+        .unwrap();
+        assert_eq!(inv.command, Some(Command::DetachSign));
+        assert!(inv.special_filenames && inv.exit_on_status_write_error && inv.armor);
+        assert_eq!((inv.status_fd, inv.logger_fd), (Some(4), Some(6)));
+        assert_eq!(inv.homedir, Some("/h".into()));
+        assert_eq!(inv.operands, vec!["-&7"]);
+    }
+
+    #[test]
+    fn descriptor_numbers_are_validated() {
+        for bad in ["-1", "", "x", "4x", "99999999999", "+4", " 4"] {
+            assert!(matches!(p(&["--logger-fd", bad]), Err(ArgError::BadValue { name: "logger-fd", .. })), "{bad}");
+            assert!(matches!(p(&["--command-fd", bad]), Err(ArgError::BadValue { .. })), "{bad}");
+        }
+        assert_eq!(parse_fd("2147483647"), Some(i32::MAX));
+        assert_eq!(parse_fd("2147483648"), None);
+        assert!(matches!(p(&["--input-size-hint", "12x"]), Err(ArgError::BadValue { .. })));
+        assert!(p(&["--input-size-hint", "12k"]).is_ok());
+        assert!(matches!(p(&["--homedir="]), Err(ArgError::BadValue { .. })));
     }
 
     proptest::proptest! {

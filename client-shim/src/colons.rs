@@ -97,8 +97,11 @@ fn opt_ts(t: Option<i64>) -> String {
     t.map(|t| t.to_string()).unwrap_or_default()
 }
 
-/// Colon listing. `secret` selects `sec`/`ssb` records.
-pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
+/// Colon listing. `secret` selects `sec`/`ssb` records; `with_secret`
+/// (`--with-secret`) marks, in `pub`/`sub` records, the keys whose secret part
+/// the vault holds with `+` in field 15, as gpg does.
+pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, with_secret: bool, now: i64) -> String {
+    let has = |secret: bool| if with_secret && secret { "+" } else { "" };
     let mut out = String::new();
     if !secret {
         let _ = writeln!(out, "tru::1:{now}:0:3:1:5");
@@ -107,7 +110,7 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
         let p = &info.primary;
         let v = validity(p, *trust);
         let own = if *trust == Trust::Ultimate { "u" } else { "-" };
-        let (tag, sn) = if secret { ("sec", if p.secret { "+" } else { "#" }) } else { ("pub", "") };
+        let (tag, sn) = if secret { ("sec", if p.secret { "+" } else { "#" }) } else { ("pub", has(p.secret)) };
         let _ = writeln!(
             out,
             "{tag}:{v}:{}:{}:{}:{}:{}::{own}:::{}:::{sn}::{}:{}::0:",
@@ -127,7 +130,7 @@ pub fn colons(keys: &[(KeyInfo, Trust)], secret: bool, now: i64) -> String {
                 writeln!(out, "uid:{uv}::::{}::{}::{}::::::::::0:", u.created, uid_hash(&u.uid), colon_escape(&u.uid));
         }
         for s in &info.subkeys {
-            let (tag, sn) = if secret { ("ssb", if s.secret { "+" } else { "#" }) } else { ("sub", "") };
+            let (tag, sn) = if secret { ("ssb", if s.secret { "+" } else { "#" }) } else { ("sub", has(s.secret)) };
             let _ = writeln!(
                 out,
                 "{tag}:{}:{}:{}:{}:{}:{}:::::{}:::{sn}::{}:{}:",
@@ -263,13 +266,27 @@ mod tests {
     /// Pinned against GnuPG 2.2.40's output for the same key structure.
     #[test]
     fn secret_colons_match_gnupg() {
-        let got = colons(&[(sample(), Trust::Ultimate)], true, 0);
+        let got = colons(&[(sample(), Trust::Ultimate)], true, false, 0);
         let want = "sec:u:255:22:29D37993D4989C8F:1795705438:1858777438::u:::cSC:::+::ed25519:::0:\n\
 fpr:::::::::141D21733B5F8ECD58D052BE29D37993D4989C8F:\n\
 uid:u::::1795705438::D462B084DC933A38664A2D87101B43FA0779DB8F::Test User <test@example.org>::::::::::0:\n\
 ssb:u:255:22:026DC399F704569E:1795705438:1858777438:::::s:::+::ed25519::\n\
 fpr:::::::::FAFFA0878262B879D9F59D29026DC399F704569E:\n";
         assert_eq!(got, want);
+    }
+
+    /// `--with-secret` (GPGME's keylist with GPGME_KEYLIST_MODE_WITH_SECRET), as
+    /// gpg 2.2.40 marks the keys of a `-k` listing whose secret it holds.
+    #[test]
+    fn with_secret_marks_public_records() {
+        let got = colons(&[(sample(), Trust::Ultimate)], false, true, 0);
+        assert!(
+            got.contains("\npub:u:255:22:29D37993D4989C8F:1795705438:1858777438::u:::cSC:::+::ed25519:::0:\n"),
+            "{got}"
+        );
+        assert!(got.contains("\nsub:u:255:22:026DC399F704569E:1795705438:1858777438:::::s:::+::ed25519::\n"), "{got}");
+        let without = colons(&[(sample(), Trust::Ultimate)], false, false, 0);
+        assert!(without.contains(":::cSC:::::ed25519:::0:\n"), "{without}");
     }
 
     #[test]

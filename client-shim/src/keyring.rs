@@ -16,8 +16,21 @@ use crate::colons::Trust;
 use crate::error::ShimError;
 use crate::vault::Conn;
 
-/// The client's data directory: `$QVAULT_GPG_HOME`, else `$XDG_DATA_HOME/qvault-gpg`.
+/// `--homedir`, set once before anything reads [`data_dir`].
+static HOMEDIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// `--homedir DIR`: DIR becomes the data directory for this run, as
+/// `QVAULT_GPG_HOME` would (gpg's `--homedir` and `GNUPGHOME` likewise).
+pub fn set_homedir(dir: PathBuf) {
+    let _ = HOMEDIR.set(dir);
+}
+
+/// The client's data directory: `--homedir`, else `$QVAULT_GPG_HOME`, else
+/// `$XDG_DATA_HOME/qvault-gpg`.
 pub fn data_dir() -> PathBuf {
+    if let Some(d) = HOMEDIR.get() {
+        return d.clone();
+    }
     if let Some(d) = std::env::var_os("QVAULT_GPG_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
     }

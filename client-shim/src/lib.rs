@@ -10,6 +10,7 @@ pub mod args;
 pub mod colons;
 pub mod dash_escape;
 pub mod error;
+pub mod fds;
 pub mod keyring;
 pub mod output;
 pub mod receipts;

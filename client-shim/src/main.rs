@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
+use openpgp::parse::Parse as _;
 use qubes_rpc::{Op, ServerFrame, SignMode};
 use sequoia_openpgp as openpgp;
 
@@ -19,14 +20,16 @@ use qvault_gpg::args::{self, Command, Invocation};
 use qvault_gpg::colons::{self, Trust};
 use qvault_gpg::error::{ShimError, Verdict};
 use qvault_gpg::status::{self, StatusOut};
-use qvault_gpg::{keyring, output, sign, vault, verify};
+use qvault_gpg::{fds, keyring, output, sign, vault, verify};
 
 fn main() -> ExitCode {
     // OS strings: file names and key selectors need not be UTF-8.
     let inv = args::parse(std::env::args_os().skip(1));
     let command = inv.as_ref().ok().and_then(|i| i.command);
     let result = inv.map_err(ShimError::from).and_then(|inv| {
-        let mut status = StatusOut::open(inv.status_fd).map_err(ShimError::io("can't open status fd"))?;
+        fds::setup(&inv)?;
+        let mut status = StatusOut::open(inv.status_fd, inv.exit_on_status_write_error)
+            .map_err(ShimError::io("can't open status fd"))?;
         run(&inv, &mut status)
     });
     ExitCode::from(exit_code(result, command))
@@ -55,6 +58,12 @@ fn exit_code(result: Result<Verdict, ShimError>, command: Option<Command>) -> u8
 
 fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let Some(cmd) = inv.command else {
+        // gpg's default action on a signed message named on the command line
+        // (GPGME verifies a normal or cleartext signature so): verify it and
+        // write the signed data out.
+        if !inv.operands.is_empty() {
+            return verify::verify(inv, true, status);
+        }
         return Err(ShimError::Usage(
             "no command given (qvault-gpg implements -s, -b, --clearsign, --verify, -k, -K, --export, --import)".into(),
         ));
@@ -63,10 +72,10 @@ fn run(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
         Command::Sign => sign::sign(inv, SignMode::Inline, status).map(|()| Verdict::Good),
         Command::DetachSign => sign::sign(inv, SignMode::Detached, status).map(|()| Verdict::Good),
         Command::ClearSign => sign::sign(inv, SignMode::Cleartext, status).map(|()| Verdict::Good),
-        Command::Verify => verify::verify(inv, status),
+        Command::Verify => verify::verify(inv, false, status),
         Command::ListKeys | Command::Fingerprint => list(inv, false),
         Command::ListSecretKeys => list(inv, true),
-        Command::Export => export(inv),
+        Command::Export => export(inv, status),
         Command::Import => import(inv, status),
         Command::Version => {
             // A reader that stops early (`--version | head -n 1`) is not an error.
@@ -98,9 +107,6 @@ fn selectors(operands: &[OsString]) -> Vec<String> {
 }
 
 fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
-    if inv.with_keygrip {
-        return Err(ShimError::Usage("--with-keygrip is not supported: keygrips belong to the vault's agent".into()));
-    }
     let mut conn = vault::Conn::open()?;
     conn.request(Op::ListKeys { secret, selectors: selectors(&inv.operands) })?;
     let keys = match conn.recv()? {
@@ -111,7 +117,9 @@ fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
     let keys: Vec<_> = keys.into_iter().map(|k| (k, Trust::Ultimate)).collect();
     let now = chrono::Utc::now().timestamp();
     let text = if inv.with_colons {
-        colons::colons(&keys, secret, now)
+        // `--with-keygrip` adds no `grp` records: keygrips name keys in a
+        // gpg-agent, and the client has none (GPGME then leaves keygrip unset).
+        colons::colons(&keys, secret, inv.with_secret, now)
     } else {
         let header = format!("qvault:{}", vault::vault_name()?);
         colons::human(&keys, secret, inv.keyid_format, inv.fingerprint.max(1), &header)
@@ -125,13 +133,24 @@ fn list(inv: &Invocation, secret: bool) -> Result<Verdict, ShimError> {
     Ok(Verdict::Good)
 }
 
-fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
+fn export(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
     let bytes = keyring::export_from_vault(&selectors(&inv.operands))?;
+    // gpg's EXPORTED and EXPORT_RES lines (GPGME reads them), one per certificate.
+    let fprs: Vec<String> = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        openpgp::cert::CertParser::from_bytes(&bytes)
+            .map_err(|e| ShimError::Protocol(format!("the vault's export: {e}")))?
+            .map(|c| c.map(|c| c.fingerprint().to_hex()))
+            .collect::<openpgp::Result<_>>()
+            .map_err(|e| ShimError::Protocol(format!("the vault's export: {e}")))?
+    };
     if bytes.is_empty() {
         eprintln!("gpg: WARNING: nothing exported");
+        status.emit(status::Status::ExportRes { count: 0, exported: 0 });
         return Ok(Verdict::Good);
     }
-    let mut out = output::Output::create(inv.output.as_deref(), inv.yes)?;
+    let mut out = output::Output::create(inv.output.as_deref(), inv.yes, inv.special_filenames)?;
     if inv.armor {
         let mut w = openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::PublicKey)
             .map_err(|e| ShimError::OpenPgp(e.to_string()))?;
@@ -141,6 +160,10 @@ fn export(inv: &Invocation) -> Result<Verdict, ShimError> {
         out.write_all(&bytes).map_err(ShimError::io("writing output"))?;
     }
     out.commit()?;
+    for fpr in &fprs {
+        status.emit(status::Status::Exported { fpr });
+    }
+    status.emit(status::Status::ExportRes { count: fprs.len(), exported: fprs.len() });
     Ok(Verdict::Good)
 }
 

@@ -25,7 +25,7 @@ use sequoia_openpgp as openpgp;
 use crate::args::Invocation;
 use crate::dash_escape::DashEscaper;
 use crate::error::ShimError;
-use crate::output::{open_input, Output};
+use crate::output::{open_input, Name, Output};
 use crate::receipts;
 use crate::status::{Status, StatusOut};
 use crate::vault::Conn;
@@ -35,7 +35,8 @@ fn default_output_name(inv: &Invocation, mode: SignMode) -> Option<OsString> {
         return inv.output.clone();
     }
     match inv.operands.as_slice() {
-        [f] if f != "-" => {
+        // A descriptor (`-&N`), like stdin, has no name to derive one from.
+        [f] if !Name::of(f, inv.special_filenames).is_stream() => {
             let ext = match (mode, inv.armor) {
                 (SignMode::Cleartext, _) | (_, true) => ".asc",
                 (SignMode::Detached, false) => ".sig",
@@ -66,6 +67,7 @@ impl<'a> Framer<'a> {
         mode: SignMode,
         armor_out: bool,
         text: bool,
+        mime: bool,
         filename: Option<&[u8]>,
         plan: &SignPlan,
         out: &'a mut Output,
@@ -93,8 +95,13 @@ impl<'a> Framer<'a> {
                 Packet::from(ops).serialize(&mut msg).map_err(openpgp_err)?;
                 // As gpg does, text goes into the literal packet with CR LF line
                 // endings ('t' format), which is what verifiers hash.
+                // `--mimemode`: format 'm' (RFC 4880 5.9), as gpg writes it.
                 #[allow(deprecated)]
-                let format = if text { DataFormat::Text } else { DataFormat::Binary };
+                let format = match (mime, text) {
+                    (true, _) => DataFormat::Unknown(b'm'),
+                    (false, true) => DataFormat::Text,
+                    (false, false) => DataFormat::Binary,
+                };
                 let mut lit = LiteralWriter::new(msg).format(format);
                 if let Some(name) = filename {
                     lit = lit.filename(name).map_err(openpgp_err)?;
@@ -182,8 +189,8 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         },
     };
     let out_name = default_output_name(inv, mode);
-    let mut input = open_input(&inv.operands)?;
-    let mut out = Output::create(out_name.as_deref(), inv.yes)?;
+    let mut input = open_input(&inv.operands, inv.special_filenames)?;
+    let mut out = Output::create(out_name.as_deref(), inv.yes, inv.special_filenames)?;
 
     // Local failures (no input, output exists) are found before the vault is
     // called; then the qrexec client starts while this process reads its log
@@ -220,12 +227,16 @@ pub fn sign(inv: &Invocation, mode: SignMode, status: &mut StatusOut) -> Result<
         let mut framer = match mode {
             SignMode::Detached => Framer::Detached,
             _ => {
-                // As gpg, the literal packet carries the file name's bytes.
-                let name = match inv.operands.as_slice() {
-                    [f] if f != "-" => std::path::Path::new(f).file_name().map(|n| n.as_bytes()),
+                // As gpg, the literal packet carries `--set-filename` or the
+                // file name's bytes (none for stdin or a descriptor).
+                let name = match (&inv.set_filename, inv.operands.as_slice()) {
+                    (Some(n), _) => Some(n.as_bytes()),
+                    (None, [f]) if !Name::of(f, inv.special_filenames).is_stream() => {
+                        std::path::Path::new(f).file_name().map(|n| n.as_bytes())
+                    }
                     _ => None,
                 };
-                Framer::new(mode, inv.armor, inv.text, name, &plan, &mut out)?
+                Framer::new(mode, inv.armor, inv.text, inv.mime, name, &plan, &mut out)?
             }
         };
         if small {

@@ -3,12 +3,13 @@
 //! messages and exit codes: 0 all good, 1 a bad signature, 2 anything else.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use openpgp::cert::prelude::*;
 use openpgp::packet::key::PublicParts;
+use openpgp::packet::signature::subpacket::{SubpacketTag, SubpacketValue};
 use openpgp::packet::Signature;
 use openpgp::parse::stream::{
     DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
@@ -23,7 +24,7 @@ use crate::args::Invocation;
 use crate::colons::{keyid, Trust};
 use crate::error::{ShimError, Verdict};
 use crate::keyring::Keyring;
-use crate::output::open_file;
+use crate::output::{open_name, Name, Output};
 use crate::status::{Status, StatusOut};
 
 /// One signature's verdict, owned so it outlives the verifier.
@@ -181,6 +182,19 @@ fn report(o: &Outcome, status: &mut StatusOut) -> Verdict {
             } else {
                 status.emit(Status::GoodSig { keyid: &kid, uid: &uid });
             }
+            // As gpg, the hashed area's notations of a good signature, last
+            // first (gpg builds its list by prepending).
+            let notations: Vec<_> = sig.hashed_area().subpackets(SubpacketTag::NotationData).collect();
+            for sp in notations.into_iter().rev() {
+                if let SubpacketValue::NotationData(n) = sp.value() {
+                    status.emit(Status::Notation {
+                        name: n.name(),
+                        value: n.value(),
+                        critical: sp.critical(),
+                        human: n.flags().human_readable(),
+                    });
+                }
+            }
             let expires = sig
                 .signature_expiration_time()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -280,10 +294,53 @@ fn reference_time(bytes: &[u8]) -> Option<std::time::SystemTime> {
     newest.filter(|t| *t > now)
 }
 
+/// gpg's PLAINTEXT (and, for a literal packet of known length,
+/// PLAINTEXT_LENGTH) line for a signed message; a cleartext message has a text
+/// literal with no date and no name, as gpg reports it.
+fn plaintext_status(bytes: &[u8], status: &mut StatusOut) {
+    if is_cleartext(bytes) {
+        status.emit(Status::Plaintext { format: b't', ts: 0, name: b"" });
+        return;
+    }
+    let Ok(mut ppr) = PacketParser::from_bytes(bytes) else { return };
+    while let PacketParserResult::Some(pp) = ppr {
+        if let Packet::Literal(l) = &pp.packet {
+            let ts = l.date().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+            // The data's length: the body less format, name length, name and date.
+            let name_len = l.filename().map_or(0, <[u8]>::len);
+            let len = match pp.header().length() {
+                openpgp::packet::header::BodyLength::Full(n) => usize::try_from(*n)
+                    .ok()
+                    .and_then(|n| n.checked_sub(6 + name_len))
+                    .and_then(|n| u32::try_from(n).ok()),
+                _ => None,
+            };
+            status.emit(Status::Plaintext {
+                format: u8::from(l.format()),
+                ts: u32::try_from(ts).unwrap_or(0),
+                name: l.filename().unwrap_or_default(),
+            });
+            if let Some(len) = len {
+                status.emit(Status::PlaintextLength { len });
+            }
+            return;
+        }
+        // Into containers too: an inline message's data may be compressed.
+        match pp.recurse() {
+            Ok((_, next)) => ppr = next,
+            Err(_) => return,
+        }
+    }
+}
+
+fn is_cleartext(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+}
+
 /// Is this input a bare signature (detached), rather than a signed message?
 fn is_detached_signature(bytes: &[u8]) -> bool {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
-    if bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+    if is_cleartext(bytes) {
         return false;
     }
     let Ok(mut ppr) = PacketParser::from_bytes(bytes) else {
@@ -311,15 +368,12 @@ fn read_limited(r: &mut dyn Read, what: &str) -> Result<Vec<u8>, ShimError> {
     Ok(v)
 }
 
-fn open(path: &OsStr) -> Result<Box<dyn Read + Send + Sync>, ShimError> {
-    if path == "-" {
-        Ok(Box::new(io::stdin()))
-    } else {
-        Ok(Box::new(open_file(path)?))
-    }
-}
-
-pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimError> {
+/// `--verify` (`write_data` false), or gpg's default action on a signed message
+/// (no command, as GPGME verifies one: `--output - -- -&N`): verify it and write
+/// the signed data to the output.
+pub fn verify(inv: &Invocation, write_data: bool, status: &mut StatusOut) -> Result<Verdict, ShimError> {
+    let special = inv.special_filenames;
+    let open = |path: &OsStr| open_name(path, special);
     let p = StandardPolicy::new();
     let mut keyring = Keyring::load();
     // The vault may have extended or revoked a key since the cache was filled.
@@ -342,7 +396,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
             let name = sig_src.as_bytes();
             let data = name.strip_suffix(b".sig").or_else(|| name.strip_suffix(b".asc")).map(OsStr::from_bytes);
             match data {
-                Some(d) if Path::new(d).exists() => {
+                Some(d) if !Name::of(&sig_src, special).is_stream() && Path::new(d).exists() => {
                     eprintln!("gpg: assuming signed data in '{}'", Path::new(d).display());
                     Some(vec![d.to_owned()])
                 }
@@ -355,6 +409,7 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
         }
         None => None,
     };
+    let attached = detached_data.is_none();
     let at = reference_time(&sig_bytes);
     let run = match detached_data {
         Some(files) => {
@@ -374,10 +429,30 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
             )
         }
         None => {
-            VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(|mut v| {
-                io::copy(&mut v, &mut io::sink())?;
-                Ok(v.into_helper())
-            })
+            let mut out =
+                if write_data { Some(Output::create(inv.output.as_deref(), inv.yes, special)?) } else { None };
+            let run = VerifierBuilder::from_bytes(&sig_bytes).and_then(|b| b.with_policy(&p, at, helper)).and_then(
+                |mut v| {
+                    match out.as_mut() {
+                        Some(o) => {
+                            // gpg writes each line of a cleartext message with its
+                            // line end, the last one too (the line end before the
+                            // signature, which is not signed); Sequoia drops it.
+                            if io::copy(&mut v, o)? > 0 && is_cleartext(&sig_bytes) {
+                                o.write_all(b"\n")?;
+                            }
+                        }
+                        None => {
+                            io::copy(&mut v, &mut io::sink())?;
+                        }
+                    };
+                    Ok(v.into_helper())
+                },
+            );
+            if let (Ok(_), Some(o)) = (&run, out) {
+                o.commit()?;
+            }
+            run
         }
     };
     let helper = match run {
@@ -388,6 +463,9 @@ pub fn verify(inv: &Invocation, status: &mut StatusOut) -> Result<Verdict, ShimE
             return Ok(Verdict::Failed);
         }
     };
+    if attached {
+        plaintext_status(&sig_bytes, status);
+    }
     if helper.outcomes.is_empty() {
         status.emit(Status::NoData { what: 4 });
         eprintln!("gpg: no signature found");

@@ -17,8 +17,8 @@ fn refused_options_never_reach_the_vault() {
     let w = World::new();
     let cases: &[(&[&str], &str)] = &[
         (
-            &["--homedir", "/tmp/x", "-bsa"],
-            "option \"--homedir\" is refused by qvault-gpg: it reads or writes local files",
+            &["--options", "/tmp/x", "-bsa"],
+            "option \"--options\" is refused by qvault-gpg: it reads or writes local files",
         ),
         (
             &["--export-secret-keys"],
@@ -38,7 +38,7 @@ fn refused_options_never_reach_the_vault() {
         ),
         (&["--gen-key"], "option \"--gen-key\" is refused"),
         (&["--edit-key", "alice"], "option \"--edit-key\" is refused"),
-        (&["--home=/x", "-s"], "option \"--homedir\" is refused"),
+        (&["--optio=/x", "-s"], "option \"--options\" is refused"),
         (&["-e", "-r", "bob"], "option \"--encrypt\" is refused by qvault-gpg: qvault-gpg only signs"),
         (&["--passphrase-file", "/tmp/p", "-s"], "option \"--passphrase-file\" is refused"),
         (&["--frobnicate"], "gpg: invalid option \"--frobnicate\""),

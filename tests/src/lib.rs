@@ -412,6 +412,13 @@ impl World {
         std::fs::metadata(self.vault_home.join("log/tree/00")).map_or(0, |m| m.len() / 32)
     }
 
+    /// How many entries of the vault's log record signatures (the log also
+    /// holds key events, the vault's declared state, policy changes...).
+    pub fn signature_entries(&self) -> usize {
+        let entries = std::fs::read_to_string(self.vault_home.join("log/entries")).unwrap_or_default();
+        entries.lines().filter(|l| l.contains("\"kind\":\"signature\"")).count()
+    }
+
     /// The log's verifier key string.
     pub fn log_key(&self) -> String {
         let o = run(&mut self.qvault(&["log", "key"]));
