@@ -7,10 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod ask_wire;
 pub mod cli;
 pub mod clock;
 pub mod confirm;
 pub mod criticality;
+pub mod desktop;
+pub mod desktop_helper;
 pub mod exec;
 pub mod fsutil;
 pub mod gate;

@@ -62,6 +62,9 @@ pub struct Vault {
     /// Read at the start of every call: an edit applies from the next call on.
     pub policy: PolicyFile,
     pub gate: Gate,
+    /// Questions go to the desktop helper when set (`serve --ask-socket`),
+    /// else to the policy's confirm command.
+    pub desktop: Option<std::sync::Arc<crate::desktop::Desktop>>,
 }
 
 fn identity(k: &StoredKey) -> KeyIdentity<'_> {
@@ -446,8 +449,12 @@ fn confirm_call(
             digest: &hex::encode(digest),
             hash_algo: &hash_name(req),
             client_hashed: job.client_hashed(),
+            summary: None,
         };
-        confirm::ask(&policy.confirm, &q)
+        match &vault.desktop {
+            Some(desk) => desk.ask(&q, policy.confirm.timeout),
+            None => confirm::ask(&policy.confirm, &q),
+        }
     };
     let settled = vault
         .gate
