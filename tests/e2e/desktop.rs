@@ -71,7 +71,8 @@ impl Drop for Desk {
             let _ = h.kill();
             let _ = h.wait();
         }
-        let _ = self.xvfb.kill();
+        // SIGTERM: Xvfb then removes its socket and lock file.
+        let _ = Command::new("kill").arg("-TERM").arg(self.xvfb.id().to_string()).status();
         let _ = self.xvfb.wait();
     }
 }
