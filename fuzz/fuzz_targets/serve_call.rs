@@ -68,7 +68,7 @@ fn build(generation: u32) -> Fixture {
     keystore.add(cert, Origin::Generated, &log).expect("add key");
     // Fixed: the target drives calls, not policy-file reloads (policy_file.rs tests those).
     let policy = PolicyFile::fixed(Policy::parse(POLICY).expect("the fuzz policy parses"));
-    Fixture { dir, vault: Vault { keystore, log, policy, gate: Gate::in_memory(), declared: None } }
+    Fixture { dir, vault: Vault { keystore, log, policy, gate: Gate::in_memory(), declared: None, desktop: None } }
 }
 
 static FIXTURE: Mutex<Option<(u32, Fixture)>> = Mutex::new(None);

@@ -416,7 +416,8 @@ fn systemd_unit_verifies() {
     }
     let unit = std::fs::read_to_string(workspace_dir().join("packaging/systemd/qvault.service")).unwrap();
     for want in [
-        "ExecStart=/usr/bin/qvault serve --home /var/lib/qvault --socket /run/qvault/qvault.sock",
+        "ExecStart=/usr/bin/qvault serve --home /var/lib/qvault --socket /run/qvault/qvault.sock --ask-socket /run/qvault/ask.sock --ask-user ${QVAULT_ASK_USER}",
+        "Environment=QVAULT_ASK_USER=user",
         "StateDirectory=qvault",
         "RuntimeDirectory=qvault",
         "Restart=on-failure",
@@ -440,4 +441,31 @@ fn systemd_unit_verifies() {
     let err = stderr(&out);
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("qvault")).collect();
     assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify:\n{err}");
+}
+
+/// The session starts the desktop helper (the vault's questions) from this
+/// XDG autostart entry: a valid entry, whose command the binary accepts, and
+/// which does nothing outside the vault qube.
+#[test]
+fn autostart_entry_starts_the_desktop_helper() {
+    let path = workspace_dir().join("packaging/desktop/qvault-desktop.desktop");
+    let entry = std::fs::read_to_string(&path).unwrap();
+    let exec = entry.lines().find_map(|l| l.strip_prefix("Exec=")).expect("an Exec line");
+    assert_eq!(exec, "qvault desktop --if-exists /run/qubes-service/qvault");
+    match Command::new("desktop-file-validate").arg(&path).output() {
+        Ok(o) => {
+            assert!(o.status.success() && o.stdout.is_empty(), "desktop-file-validate: {}{}", stdout(&o), stderr(&o))
+        }
+        Err(_) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "desktop-file-validate is missing (scripts/deps)");
+            eprintln!("desktop-file-validate is not installed: not validated");
+        }
+    }
+    let args: Vec<&str> = exec.split(' ').skip(1).collect();
+    // A helper that did not exit would retry forever: `timeout` makes that a failure.
+    let mut c = Command::new("timeout");
+    c.arg("60").arg(bin("qvault")).args(&args[..args.len() - 1]).arg("/nonexistent/qubes-service/qvault");
+    let o = run(&mut c);
+    assert_ok(&o);
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "not quiet outside the vault: {}{}", stdout(&o), stderr(&o));
 }

@@ -127,6 +127,36 @@ pub enum Cmd {
         /// vault is meant to have no network)
         #[arg(long)]
         allow_network: bool,
+        /// Ask questions (policy `confirm = "ask"`) through the desktop helper
+        /// (`qvault desktop`), which connects to this socket from the user's
+        /// graphical session, instead of running the policy's confirm command
+        #[arg(long, value_name = "PATH", requires = "ask_user")]
+        ask_socket: Option<PathBuf>,
+        /// The user (name or uid) whose desktop helper may connect to the ask
+        /// socket; connections from any other user are closed
+        #[arg(long, value_name = "USER", requires = "ask_socket")]
+        ask_user: Option<String>,
+    },
+    /// The desktop helper: shows the vault daemon's questions in this
+    /// graphical session (a zenity dialog) and sends back the answers. Started
+    /// by the session (XDG autostart); it reconnects when the daemon restarts.
+    Desktop {
+        /// The daemon's ask socket (its `serve --ask-socket`)
+        #[arg(long, value_name = "PATH", default_value = "/run/qvault/ask.sock")]
+        socket: PathBuf,
+        /// The user (name or uid) the daemon runs as: a socket served by
+        /// anyone else is not the vault and is not answered
+        #[arg(long, value_name = "USER", default_value = "qvault")]
+        daemon_user: String,
+        /// Exit at once, quietly, unless this path exists (the packaged
+        /// autostart entry gives /run/qubes-service/qvault, so the helper runs
+        /// only in the vault qube of a shared template)
+        #[arg(long, value_name = "PATH")]
+        if_exists: Option<PathBuf>,
+        /// The dialog program (zenity, or a command line compatible with its
+        /// --question)
+        #[arg(long, value_name = "PROGRAM", default_value = "zenity")]
+        zenity: PathBuf,
     },
     /// Show the vault's name, keys, log size and policy.
     Status {

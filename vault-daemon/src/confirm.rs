@@ -27,14 +27,39 @@ pub struct Question<'a> {
     /// The calling qube hashed the data (policy `client_hash`): the vault has
     /// not seen it, and size and digest are the caller's claims.
     pub client_hashed: bool,
-    /// What the vault recognised in the data (`summary.rs`), if anything.
+    /// A short description of the data (what a commit or package says it
+    /// is), when the vault has one; shown as the caller's words.
     pub summary: Option<&'a str>,
 }
 
+/// Longest summary shown, in characters.
+const MAX_SUMMARY: usize = 400;
+
+/// A summary as shown: control and bidirectional-override characters (which
+/// could fake lines or reorder text) become spaces; cut to [`MAX_SUMMARY`].
+fn shown_summary(s: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+    let mut out: String =
+        s.chars().take(MAX_SUMMARY).map(|c| if c.is_control() || bidi(c) { ' ' } else { c }).collect();
+    if s.chars().count() > MAX_SUMMARY {
+        out.push('…');
+    }
+    out
+}
+
 impl Question<'_> {
+    /// The dialog's title (also how a window manager lists it).
+    pub fn title(&self) -> String {
+        format!("qvault: qube {} asks for a signature", self.caller)
+    }
+
     pub fn message(&self) -> String {
+        let summary = match self.summary {
+            Some(s) => format!("\n\nThe data, as that qube describes it:\n{}", shown_summary(s)),
+            None => String::new(),
+        };
         format!(
-            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data{}, {} {}.\n{}\nAllow?",
+            "Qube '{}' asks the vault to make a {} signature\nwith key {}\n({})\nover {} bytes of data{}, {} {}.{summary}\n\nAllow?",
             self.caller,
             self.operation,
             self.key,
@@ -43,7 +68,6 @@ impl Question<'_> {
             if self.client_hashed { " hashed by that qube (the vault has not seen them)" } else { "" },
             self.hash_algo,
             self.digest,
-            self.summary.map(|s| format!("\nThe data is: {s}\n")).unwrap_or_default()
         )
     }
 }
@@ -138,10 +162,21 @@ mod tests {
 
     #[test]
     fn the_question_shows_the_summary() {
-        assert!(!q().message().contains("The data is"));
+        assert!(!q().message().contains("The data"));
         assert_eq!(ask(&cmd("test -z \"${QVAULT_SUMMARY+set}\"", 5), &q()), Answer::Approved);
         let s = Question { summary: Some("git commit: tree 00"), ..q() };
-        assert!(s.message().contains("\nThe data is: git commit: tree 00\n"), "{}", s.message());
+        assert!(s.message().contains("\nThe data, as that qube describes it:\ngit commit: tree 00\n"), "{}", s.message());
         assert_eq!(ask(&cmd("test \"$QVAULT_SUMMARY\" = \"git commit: tree 00\"", 5), &s), Answer::Approved);
+    }
+
+    #[test]
+    fn a_summary_is_shown_as_the_callers_words_and_defanged() {
+        assert!(!q().message().contains("describes"));
+        let evil = "Fix typo\nwith key 0000\u{202e}gnp.exe";
+        let m = Question { summary: Some(evil), ..q() }.message();
+        assert!(m.contains("The data, as that qube describes it:\nFix typo with key 0000 gnp.exe\n\nAllow?"), "{m}");
+        let long = "x".repeat(1000);
+        let m = Question { summary: Some(&long), ..q() }.message();
+        assert!(m.contains(&format!("{}…", "x".repeat(MAX_SUMMARY))) && !m.contains(&"x".repeat(MAX_SUMMARY + 1)));
     }
 }

@@ -7,11 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod ask_wire;
 pub mod cli;
 pub mod clock;
 pub mod confirm;
 pub mod criticality;
 pub mod declared;
+pub mod desktop;
+pub mod desktop_helper;
 pub mod exec;
 pub mod fsutil;
 pub mod gate;

@@ -97,7 +97,7 @@ fn open_vault(home: &Home, opener: Opener) -> anyhow::Result<Vault> {
     };
     // Serving openers declare the vault's state before signing under it.
     let declared = (opener != Opener::Admin).then(|| qvault::declared::Declared::new(&home.state_dir()));
-    let vault = Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate, declared };
+    let vault = Vault { keystore: Keystore::load(&home.keys_dir())?, log, policy, gate, declared, desktop: None };
     if opener == Opener::Daemon {
         // A daemon does not start on a policy it could not serve under (later
         // breakage only refuses calls until the file is fixed).
@@ -230,10 +230,17 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::Serve { home, socket, max_calls, io_timeout, allow_network } => {
+        Cmd::Serve { home, socket, max_calls, io_timeout, allow_network, ask_socket, ask_user } => {
             let home = Home::resolve(home.home)?;
             harden::prepare_to_serve(allow_network)?;
-            let vault = open_vault(&home, Opener::Daemon)?;
+            let mut vault = open_vault(&home, Opener::Daemon)?;
+            if let (Some(path), Some(user)) = (&ask_socket, &ask_user) {
+                // A missing desktop user (a qube whose user is not the
+                // unit's default) must not stop the vault: its questions are
+                // refused, saying why, and rules that do not ask still work.
+                let uid = qvault::desktop::lookup_uid(user).context("--ask-user")?;
+                vault.desktop = Some(qvault::desktop::Desktop::listen(path, uid)?);
+            }
             anyhow::ensure!(max_calls > 0, "--max-calls must be at least 1");
             let interfaces = log::interfaces();
             let version = env!("CARGO_PKG_VERSION").to_owned();
@@ -241,10 +248,23 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             if let (Some(d), Some(policy)) = (&vault.declared, vault.policy.digest()) {
                 d.declare(&vault.log, &policy, true).context("declaring the vault's state in the log")?;
             }
-            server::run(
+            let served = server::run(
                 vault,
                 server::ServeOptions { socket, max_calls, io_timeout: Duration::from_secs(io_timeout.max(1)) },
-            )?;
+            );
+            if let Some(path) = &ask_socket {
+                let _ = std::fs::remove_file(path);
+            }
+            served?;
+        }
+        Cmd::Desktop { socket, daemon_user, if_exists, zenity } => {
+            if if_exists.as_ref().is_some_and(|p| !p.exists()) {
+                return Ok(());
+            }
+            let daemon_uid = qvault::desktop::lookup_uid(&daemon_user)
+                .context("--daemon-user")?
+                .ok_or_else(|| anyhow::anyhow!("--daemon-user: no user {daemon_user:?}"))?;
+            qvault::desktop_helper::run(&qvault::desktop_helper::Options { socket, daemon_uid, zenity })?;
         }
         Cmd::Status { home } => {
             let home = Home::resolve(home.home)?;

@@ -437,6 +437,8 @@ confirm = "{mode}"
 # are also in the environment (QVAULT_CALLER, QVAULT_KEY, QVAULT_OPERATION,
 # QVAULT_DATA_SIZE, QVAULT_DATA_DIGEST, QVAULT_HASHED_BY, and QVAULT_SUMMARY when
 # the vault recognised the data). Exit status 0 approves.
+# Under `qvault serve --ask-socket` (the packaged unit) the desktop helper,
+# `qvault desktop`, asks instead of this command; timeout_seconds still applies.
 # [confirm]
 # command = ["zenity", "--question", "--title=qvault", "--no-markup", "--text={{message}}"]
 # timeout_seconds = 60

@@ -93,6 +93,9 @@ pub struct Vault {
     /// The vault's declared state, logged before signing when it changed;
     /// `None` where nothing is signed under a policy file (admin, fuzzing).
     pub declared: Option<crate::declared::Declared>,
+    /// Questions go to the desktop helper when set (`serve --ask-socket`),
+    /// else to the policy's confirm command.
+    pub desktop: Option<std::sync::Arc<crate::desktop::Desktop>>,
 }
 
 fn identity(k: &StoredKey) -> KeyIdentity<'_> {
@@ -522,7 +525,10 @@ fn confirm_call(
             client_hashed: job.client_hashed(),
             summary,
         };
-        confirm::ask(&policy.confirm, &q)
+        match &vault.desktop {
+            Some(desk) => desk.ask(&q, policy.confirm.timeout),
+            None => confirm::ask(&policy.confirm, &q),
+        }
     };
     let settled = vault
         .gate
