@@ -165,7 +165,11 @@ mod tests {
         assert!(!q().message().contains("The data"));
         assert_eq!(ask(&cmd("test -z \"${QVAULT_SUMMARY+set}\"", 5), &q()), Answer::Approved);
         let s = Question { summary: Some("git commit: tree 00"), ..q() };
-        assert!(s.message().contains("\nThe data, as that qube describes it:\ngit commit: tree 00\n"), "{}", s.message());
+        assert!(
+            s.message().contains("\nThe data, as that qube describes it:\ngit commit: tree 00\n"),
+            "{}",
+            s.message()
+        );
         assert_eq!(ask(&cmd("test \"$QVAULT_SUMMARY\" = \"git commit: tree 00\"", 5), &s), Answer::Approved);
     }
 
