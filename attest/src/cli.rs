@@ -113,8 +113,9 @@ pub enum Cmd {
         key: KeyArg,
     },
     /// Submit the newest checkpoint of a log export to the witnesses of a
-    /// C2SP tlog-policy file (tlog-witness add-checkpoint, plain HTTP), keep
-    /// their cosignatures in STATE/checkpoint and check the quorum. Exit 0:
+    /// C2SP tlog-policy file (tlog-witness add-checkpoint over https://, the
+    /// certificate verified; plain http:// only to 127.0.0.1, ::1 or
+    /// localhost), keep their cosignatures in STATE/checkpoint and check the quorum. Exit 0:
     /// quorum met; 1: not met; 2: a witness refused the checkpoint as
     /// inconsistent (a fork) or unsigned, or is ahead of the log (evidence in
     /// STATE/evidence).
@@ -133,6 +134,10 @@ pub enum Cmd {
         /// tlog-proofs in the cosigned checkpoint (new inclusion proofs)
         #[arg(long, value_name = "FILE")]
         proof: Vec<PathBuf>,
+        /// PEM CA certificates trusted for https:// witnesses besides the
+        /// system's store (/etc/ssl/certs): a private witness's CA
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// List a log's entries.
     Show { log: PathBuf },

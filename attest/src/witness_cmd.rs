@@ -54,8 +54,85 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) -> Answer {
                 Err(e) => Answer::Unreachable(format!("reading the answer: {e}")),
             }
         }
-        Err(e) => Answer::Unreachable(e.to_string()),
+        Err(e) => Answer::Unreachable(describe(&e)),
     }
+}
+
+/// An error of the request, a failed TLS handshake or certificate check
+/// named as such (rustls's errors reach ureq inside an io::Error).
+fn describe(e: &ureq::Error) -> String {
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t.to_string()),
+        ureq::Error::Tls(t) => Some((*t).to_owned()),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).map(|t| t.to_string()),
+        _ => None,
+    };
+    match tls {
+        Some(t) => format!("TLS: {t}"),
+        None => e.to_string(),
+    }
+}
+
+/// A witness URL qvault-audit will talk to: https:// to any host, verified
+/// against the trust roots; plain http:// only to this machine (tests, a
+/// local witness). Checked before any connection.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{url}: not a URL: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!(
+            "{url}: plain http:// is refused for a witness that is not on this machine (127.0.0.1, ::1, localhost): use https://"
+        )),
+        _ => Err(format!("{url}: a witness URL is https:// (or http:// to this machine)")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The trust roots for https:// witnesses: the platform's store (on Debian,
+/// /etc/ssl/certs as ca-certificates manages it, or SSL_CERT_FILE /
+/// SSL_CERT_DIR), plus the PEM certificates of `ca_file` for a private
+/// witness's CA.
+fn trust_roots(ca_file: Option<&Path>) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    // Unreadable entries in the platform store are skipped, as every TLS
+    // client does; what loaded is all that is trusted.
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots: Vec<_> =
+        native.certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
+    if let Some(p) = ca_file {
+        let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let before = roots.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(c) = item.with_context(|| format!("{}", p.display()))? {
+                roots.push(c);
+            }
+        }
+        anyhow::ensure!(roots.len() > before, "{}: no PEM certificate in it", p.display());
+    }
+    Ok(roots)
+}
+
+/// The HTTP client: TLS by rustls with ring, certificates verified against
+/// [`trust_roots`], redirects not followed (a redirect could lead to plain
+/// http, and a witness has no reason to send one).
+pub fn agent(ca_file: Option<&Path>) -> anyhow::Result<ureq::Agent> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&trust_roots(ca_file)?))
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into())
 }
 
 fn keep(dir: &Path, w: &Witness, what: &str, request: &str, answer: &str) -> anyhow::Result<String> {
@@ -70,13 +147,21 @@ fn keep(dir: &Path, w: &Witness, what: &str, request: &str, answer: &str) -> any
 }
 
 /// Submits `note` (the checkpoint of `tree`) to every witness with a URL.
-pub fn run(policy: &Policy, tree: &MemTree, note: &str, cp: &Checkpoint, state: &Path) -> anyhow::Result<Report> {
+pub fn run(
+    policy: &Policy,
+    tree: &MemTree,
+    note: &str,
+    cp: &Checkpoint,
+    state: &Path,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<Report> {
+    for w in &policy.witnesses {
+        if let Some(url) = &w.url {
+            check_url(url).map_err(|e| anyhow::anyhow!("witness {}: {e}", w.name))?;
+        }
+    }
+    let agent = agent(ca_file)?;
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
     let mut outcomes = Vec::new();
     let mut lines = Vec::new();
     let mut alarm = false;
@@ -213,4 +298,36 @@ pub fn reanchor(
     r.verify(key).with_context(|| format!("{}: the re-anchored proof", path.display()))?;
     let text = qvault_attest::tlog_proof::encode(&r)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn https_anywhere_plain_http_only_on_this_machine() {
+        for ok in [
+            "https://witness.example/w",
+            "https://192.0.2.1:8443",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.2",
+            "http://[::1]:8080/x",
+            "http://localhost:1234",
+            "http://LOCALHOST",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://witness.example/w",
+            "http://192.0.2.1:8080",
+            "http://[2001:db8::1]",
+            "http://localhost.example",
+            "http://127.0.0.1.example",
+            "ftp://127.0.0.1",
+            "witness.example",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_url("http://witness.example").is_err_and(|e| e.contains("plain http:// is refused")));
+    }
 }

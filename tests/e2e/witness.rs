@@ -2,7 +2,10 @@
 //! newest checkpoint to real C2SP tlog-witnesses (PyPI's aics-witness, three
 //! of them on 127.0.0.1, installed by scripts/tlog-peers), keeps their
 //! cosignatures and checks a tlog-policy quorum; aics-tlog verifies the
-//! cosigned checkpoint independently. A missing aics-witness fails these
+//! cosigned checkpoint independently. Over https://, one of them sits
+//! behind tests/interop/https-front (Python's ssl) with a throwaway CA made
+//! by openssl: trusted with --ca-file, refused without it or for a
+//! certificate naming another host. A missing aics-witness fails these
 //! tests under CI=true and skips them with a printed reason elsewhere.
 
 use std::path::Path;
@@ -10,7 +13,7 @@ use std::process::{Command, Output};
 
 use qvault_attest::merkle::{leaf_hash, MemTree};
 use qvault_attest::note::{Checkpoint, Verifier};
-use qvault_e2e::witness::{peers, policy, AicsWitness};
+use qvault_e2e::witness::{peers, policy, AicsWitness, HttpsFront, TestCa};
 use qvault_e2e::*;
 
 fn export(w: &World, path: &Path) {
@@ -20,7 +23,11 @@ fn export(w: &World, path: &Path) {
 }
 
 fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path) -> Output {
-    w.audit(&[
+    witness_cmd_with(w, log, key, policy, state, &[])
+}
+
+fn witness_cmd_with(w: &World, log: &Path, key: &str, policy: &Path, state: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
         "witness",
         log.to_str().unwrap(),
         "--log-key",
@@ -29,7 +36,9 @@ fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path) ->
         policy.to_str().unwrap(),
         "--state",
         state.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(more);
+    w.audit(&args)
 }
 
 fn sign(w: &World, data: &[u8]) {
@@ -189,4 +198,91 @@ fn a_fork_shown_to_a_witness_is_caught_and_the_evidence_kept() {
     assert_eq!(evidence.len(), 1);
     let kept = std::fs::read_to_string(evidence[0].as_ref().expect("entry").path()).expect("evidence");
     assert!(kept.contains(&note), "the forked checkpoint is kept: {kept}");
+}
+
+#[test]
+fn an_https_witness_cosigns_with_its_ca_and_a_bad_certificate_is_refused() {
+    let Some(bin) = peers() else { return };
+    let w = World::new();
+    let key = w.log_key();
+    let v = Verifier::parse(&key).expect("log key");
+    let a = AicsWitness::start(&bin, w.dir.path(), "w1.example", &v);
+    let tls = TestCa::new(w.dir.path());
+    let good = HttpsFront::start(&a.url, &tls.good);
+    let wrong = HttpsFront::start(&a.url, &tls.wrong);
+    assert!(good.url.starts_with("https://127.0.0.1:"), "{}", good.url);
+    let pol = |file: &str, url: &str| {
+        let p = w.path(file);
+        std::fs::write(&p, format!("log {key}\nwitness A {} {url}\nquorum A\n", a.vkey)).expect("policy");
+        p
+    };
+    let (good_pol, wrong_pol) = (pol("good.policy", &good.url), pol("wrong.policy", &wrong.url));
+    sign(&w, b"one");
+    let log = w.path("vault.log");
+    export(&w, &log);
+    let ca = ["--ca-file", tls.ca.to_str().unwrap()];
+
+    // The test CA is not in the system's store: the certificate is refused.
+    let o = witness_cmd(&w, &log, &key, &good_pol, &w.path("s1"));
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("witness A: unreachable: TLS") && stdout(&o).contains("UnknownIssuer"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A certificate from the trusted CA for another name: refused.
+    let o = witness_cmd_with(&w, &log, &key, &wrong_pol, &w.path("s2"), &ca);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("witness A: unreachable: TLS")
+            && stdout(&o).contains("certificate not valid for name \"127.0.0.1\""),
+        "{}",
+        stdout(&o)
+    );
+
+    // With the witness's CA: cosigned over https://, and aics-tlog agrees.
+    let o = witness_cmd_with(&w, &log, &key, &good_pol, &w.path("s3"), &ca);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("witness A: cosigned") && stdout(&o).contains("quorum met"), "{}", stdout(&o));
+    assert_ok(&run(Command::new(bin.join("aics-tlog"))
+        .args(["verify-checkpoint", "--note"])
+        .arg(w.path("s3").join("checkpoint"))
+        .args(["--log-key", &key, "--witness-key", &a.vkey, "--quorum", "1"])));
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_before_any_connection() {
+    let w = World::new();
+    let key = w.log_key();
+    sign(&w, b"one");
+    let log = w.path("vault.log");
+    export(&w, &log);
+    // A loopback witness listed first: it must see no connection either.
+    let local = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    local.set_nonblocking(true).expect("nonblocking");
+    let port = local.local_addr().expect("addr").port();
+    let vkey = |name: &str, seed: u8| {
+        let k = qvault_attest::witness::CosignerKey {
+            name: name.into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+        };
+        let raw = [&[qvault_attest::witness::ALG_COSIGNATURE][..], k.key.as_bytes()].concat();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+        let id: String = k.id().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{name}+{id}+{b64}")
+    };
+    let (va, vb) = (vkey("a.example", 1), vkey("b.example", 2));
+    let p = w.path("plain.policy");
+    std::fs::write(
+        &p,
+        format!(
+            "log {key}\nwitness A {va} http://127.0.0.1:{port}\nwitness B {vb} http://witness.example:8080\ngroup q 1 A B\nquorum q\n"
+        ),
+    )
+    .expect("policy");
+    let o = witness_cmd(&w, &log, &key, &p, &w.path("state"));
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("witness B: http://witness.example:8080: plain http:// is refused"), "{}", stderr(&o));
+    assert!(matches!(local.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "no connection was made");
 }

@@ -95,3 +95,97 @@ pub fn policy(w: &World, file: &str, log_key: &str, ws: &[&AicsWitness], quorum:
     std::fs::write(&p, text).expect("write policy");
     p
 }
+
+/// A throwaway CA and two server certificates it issues, made with the
+/// openssl CLI: `good` names 127.0.0.1, `wrong` names another host.
+pub struct TestCa {
+    pub ca: PathBuf,
+    pub good: (PathBuf, PathBuf),
+    pub wrong: (PathBuf, PathBuf),
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> TestCa {
+        let d = dir.join("tls");
+        std::fs::create_dir_all(&d).expect("tls dir");
+        let p = |n: &str| d.join(n).to_str().expect("utf-8 path").to_owned();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        assert_ok(&run(Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "2", "-subj", "/CN=qvault test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])));
+        let issue =
+            |name: &str, san: &str| {
+                let (key, csr, crt, ext) = (
+                    p(&format!("{name}.key")),
+                    p(&format!("{name}.csr")),
+                    p(&format!("{name}.pem")),
+                    p(&format!("{name}.ext")),
+                );
+                std::fs::write(
+                    &ext,
+                    format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+                )
+                .expect("ext");
+                assert_ok(&run(Command::new("openssl").args(["req", "-new"]).args(ec).args([
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ])));
+                assert_ok(&run(Command::new("openssl")
+                    .args(["x509", "-req", "-in", &csr, "-CA", &p("ca.pem")])
+                    .args(["-CAkey", &p("ca.key"), "-CAcreateserial", "-days", "2", "-out", &crt, "-extfile", &ext])));
+                (PathBuf::from(crt), PathBuf::from(key))
+            };
+        let good = issue("good", "IP:127.0.0.1");
+        let wrong = issue("wrong", "DNS:witness.example,IP:127.0.0.2");
+        TestCa { ca: d.join("ca.pem"), good, wrong }
+    }
+}
+
+/// tests/interop/https-front/https-front.py on 127.0.0.1: https:// with
+/// the given certificate in front of a plain-HTTP witness.
+pub struct HttpsFront {
+    child: Child,
+    pub url: String,
+}
+
+impl HttpsFront {
+    pub fn start(backend: &str, (cert, key): &(PathBuf, PathBuf)) -> HttpsFront {
+        let script = workspace_dir().join("tests/interop/https-front/https-front.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--backend", backend])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start https-front.py");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            assert!(err.read_line(&mut line).expect("read stderr") > 0, "https-front.py exited before listening");
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in err.lines() {});
+        HttpsFront { child, url }
+    }
+}
+
+impl Drop for HttpsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

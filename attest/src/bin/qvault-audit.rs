@@ -111,7 +111,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             }
             Ok(if rep.ok { Ok(()) } else { Err(Failed) })
         }
-        Cmd::Witness { log, key, policy, state, proof } => {
+        Cmd::Witness { log, key, policy, state, proof, ca_file } => {
             let key = log_key(key)?;
             let text = String::from_utf8(read_limited(policy, qvault_attest::witness::MAX_POLICY as u64)?)?;
             let policy =
@@ -120,7 +120,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
             anyhow::ensure!(rep.ok, "the log does not verify: {}", rep.problems.join("; "));
             let (entries, note) = tiles::from_export(open_log(log)?)?;
             let (tree, cp) = witness_cmd::tree_of(&entries, &note, &key)?;
-            let r = witness_cmd::run(&policy, &tree, &note, &cp, state)?;
+            let r = witness_cmd::run(&policy, &tree, &note, &cp, state, ca_file.as_deref())?;
             if !r.alarm {
                 let cosigned = std::fs::read_to_string(&r.cosigned_checkpoint)?;
                 for p in proof {
