@@ -4,35 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use qvault_e2e::witness::{policy, AicsWitness};
+use qvault_e2e::debian::make_source_package;
+use qvault_e2e::witness::{policy, witness_cmd, AicsWitness};
 use qvault_e2e::*;
-
-fn make_source_package(w: &World) -> PathBuf {
-    let top = w.path("pkg");
-    let src = top.join("hello-1.0");
-    std::fs::create_dir_all(src.join("debian/source")).unwrap();
-    std::fs::write(
-        src.join("debian/control"),
-        "Source: hello\nSection: misc\nPriority: optional\nMaintainer: Alice Volunteer <alice@example.org>\n\
-Standards-Version: 4.6.2\nBuild-Depends: debhelper-compat (= 13)\n\nPackage: hello\nArchitecture: all\n\
-Description: test package\n Test.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("debian/changelog"),
-        "hello (1.0) unstable; urgency=medium\n\n  * Initial release.\n\n -- Alice Volunteer <alice@example.org>  Thu, 26 Nov 2026 12:00:00 +0000\n",
-    )
-    .unwrap();
-    std::fs::write(src.join("debian/rules"), "#!/usr/bin/make -f\n%:\n\tdh $@\n").unwrap();
-    std::fs::write(src.join("debian/source/format"), "3.0 (native)\n").unwrap();
-    let mut c = w.client_cmd("dpkg-source");
-    c.current_dir(&top).args(["-b", "hello-1.0"]);
-    assert_ok(&run(&mut c));
-    let mut c = w.client_cmd("dpkg-genchanges");
-    c.current_dir(&src).args(["-S", "-O../hello_1.0_source.changes"]);
-    assert_ok(&run(&mut c));
-    top
-}
 
 /// Builds and debsigns the package; returns the .changes.
 fn signed_upload(w: &World) -> PathBuf {
@@ -137,16 +111,7 @@ fn verify_upload_checks_the_witness_quorum_of_a_tlog_policy() {
     // Two of three cosign (one witness is down).
     c.stop();
     let state = w.path("state");
-    let o = w.audit(&[
-        "witness",
-        log.to_str().unwrap(),
-        "--log-key",
-        &key,
-        "--policy",
-        two.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let o = witness_cmd(&w, &log, &key, &two, &state, &[]);
     assert_ok(&o);
     let cosigned = state.join("checkpoint");
     let o = check(&two, Some(&cosigned));

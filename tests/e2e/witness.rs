@@ -9,36 +9,17 @@
 //! tests under CI=true and skips them with a printed reason elsewhere.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use qvault_attest::merkle::{leaf_hash, MemTree};
 use qvault_attest::note::{Checkpoint, Verifier};
-use qvault_e2e::witness::{peers, policy, AicsWitness, HttpsFront, TestCa};
+use qvault_e2e::witness::{peers, policy, witness_cmd, AicsWitness, HttpsFront, TestCa};
 use qvault_e2e::*;
 
 fn export(w: &World, path: &Path) {
     let o = run(&mut w.qvault(&["log", "export"]));
     assert_ok(&o);
     std::fs::write(path, &o.stdout).expect("write export");
-}
-
-fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path) -> Output {
-    witness_cmd_with(w, log, key, policy, state, &[])
-}
-
-fn witness_cmd_with(w: &World, log: &Path, key: &str, policy: &Path, state: &Path, more: &[&str]) -> Output {
-    let mut args = vec![
-        "witness",
-        log.to_str().unwrap(),
-        "--log-key",
-        key,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(more);
-    w.audit(&args)
 }
 
 fn sign(w: &World, data: &[u8]) {
@@ -140,11 +121,11 @@ fn two_of_three_witnesses_cosign_with_one_stopped_and_aics_tlog_agrees() {
     // cosigned; "all" is not met with C stopped (exit 1).
     sign(&w, b"two");
     export(&w, &log);
-    let o = witness_cmd(&w, &log, &key, &two, &state);
+    let o = witness_cmd(&w, &log, &key, &two, &state, &[]);
     assert_ok(&o);
     assert!(stdout(&o).contains("witness B: cosigned"), "{}", stdout(&o));
     assert_ok(&verify("2"));
-    let o = witness_cmd(&w, &log, &key, &all, &state);
+    let o = witness_cmd(&w, &log, &key, &all, &state, &[]);
     assert_code(&o, 1);
     assert!(stdout(&o).contains("quorum NOT met"), "{}", stdout(&o));
 }
@@ -160,7 +141,7 @@ fn a_fork_shown_to_a_witness_is_caught_and_the_evidence_kept() {
     sign(&w, b"one");
     let log = w.path("vault.log");
     export(&w, &log);
-    assert_ok(&witness_cmd(&w, &log, &key, &pol, &w.path("state")));
+    assert_ok(&witness_cmd(&w, &log, &key, &pol, &w.path("state"), &[]));
 
     // The vault's operator, holding the log key, shows another history of the
     // same size: the last entry's time changed, a checkpoint re-signed.
@@ -189,7 +170,7 @@ fn a_fork_shown_to_a_witness_is_caught_and_the_evidence_kept() {
     assert_ok(&w.audit(&["verify-log", forked_log.to_str().unwrap(), "--log-key", &key]));
 
     let state = w.path("state-forked");
-    let o = witness_cmd(&w, &forked_log, &key, &pol, &state);
+    let o = witness_cmd(&w, &forked_log, &key, &pol, &state, &[]);
     assert_code(&o, 2);
     let out = stdout(&o);
     assert!(out.contains("REFUSED 422") && out.contains("FORKED"), "{out}");
@@ -223,7 +204,7 @@ fn an_https_witness_cosigns_with_its_ca_and_a_bad_certificate_is_refused() {
     let ca = ["--ca-file", tls.ca.to_str().unwrap()];
 
     // The test CA is not in the system's store: the certificate is refused.
-    let o = witness_cmd(&w, &log, &key, &good_pol, &w.path("s1"));
+    let o = witness_cmd(&w, &log, &key, &good_pol, &w.path("s1"), &[]);
     assert_code(&o, 1);
     assert!(
         stdout(&o).contains("witness A: unreachable: TLS") && stdout(&o).contains("UnknownIssuer"),
@@ -232,7 +213,7 @@ fn an_https_witness_cosigns_with_its_ca_and_a_bad_certificate_is_refused() {
     );
 
     // A certificate from the trusted CA for another name: refused.
-    let o = witness_cmd_with(&w, &log, &key, &wrong_pol, &w.path("s2"), &ca);
+    let o = witness_cmd(&w, &log, &key, &wrong_pol, &w.path("s2"), &ca);
     assert_code(&o, 1);
     assert!(
         stdout(&o).contains("witness A: unreachable: TLS")
@@ -242,7 +223,7 @@ fn an_https_witness_cosigns_with_its_ca_and_a_bad_certificate_is_refused() {
     );
 
     // With the witness's CA: cosigned over https://, and aics-tlog agrees.
-    let o = witness_cmd_with(&w, &log, &key, &good_pol, &w.path("s3"), &ca);
+    let o = witness_cmd(&w, &log, &key, &good_pol, &w.path("s3"), &ca);
     assert_ok(&o);
     assert!(stdout(&o).contains("witness A: cosigned") && stdout(&o).contains("quorum met"), "{}", stdout(&o));
     assert_ok(&run(Command::new(bin.join("aics-tlog"))
@@ -281,7 +262,7 @@ fn plain_http_to_another_host_is_refused_before_any_connection() {
         ),
     )
     .expect("policy");
-    let o = witness_cmd(&w, &log, &key, &p, &w.path("state"));
+    let o = witness_cmd(&w, &log, &key, &p, &w.path("state"), &[]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("witness B: http://witness.example:8080: plain http:// is refused"), "{}", stderr(&o));
     assert!(matches!(local.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "no connection was made");

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use qvault_attest::note::Verifier;
 
@@ -188,4 +188,20 @@ impl Drop for HttpsFront {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `qvault-audit witness LOG --log-key KEY --policy POLICY --state STATE` and `more`.
+pub fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "witness",
+        log.to_str().unwrap(),
+        "--log-key",
+        key,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    w.audit(&args)
 }
