@@ -1,6 +1,7 @@
 //! A whole call, as the vault serves it: `qvault::session::serve_call` with
-//! the input as every byte the caller sends, over `qvault.Gpg` and then over
-//! `qvault.LogRead`, against a real vault built once, as `qvault init` and
+//! the input as every byte the caller sends, over `qvault.Gpg`, over
+//! `qvault.Gpg+FPR` bound to the vault's key and to a key it does not hold,
+//! and over `qvault.LogRead`, against a real vault built once, as `qvault init` and
 //! `qvault keygen` build one (a temporary home under /dev/shm or $TMPDIR: a
 //! generated Ed25519 key, its log, a permissive policy with client-side
 //! hashing on and a data limit, no confirmation question).
@@ -9,7 +10,8 @@
 //! `Error` only as the last frame, a signature only over `qvault.Gpg`, after
 //! `Ready`, and each signature adds exactly one log entry (nothing is signed
 //! off the record); `qvault.LogRead` never answers with keys, plans or
-//! signatures.
+//! signatures, and a call bound to a key the vault does not hold never signs
+//! and lists no key.
 //!
 //! Signatures append to the log, so a long run grows it; the vault is built
 //! again (in a fresh directory) once its log passes `REBUILD_AT` entries.
@@ -19,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use qubes_rpc::{frame, QubeName, ServerFrame};
+use qubes_rpc::{frame, KeyArgument, QubeName, ServerFrame};
 use qvault::cli::Algo;
 use qvault::gate::Gate;
 use qvault::home::Home;
@@ -77,6 +79,9 @@ fn log_size(v: &Vault) -> u64 {
     v.log.latest().0.size
 }
 
+/// A fingerprint no key of the fixture has.
+const ABSENT: &str = "0000000000000000000000000000000000000000";
+
 fn check(service: Service, before: u64, after: u64, out: &[u8]) {
     let mut frames = Vec::new();
     let mut rest = out;
@@ -93,8 +98,17 @@ fn check(service: Service, before: u64, after: u64, out: &[u8]) {
     }
     let signed = frames.iter().filter(|f| matches!(f, ServerFrame::Signed(_))).count();
     assert!(signed <= 1, "one call, at most one signature");
+    let absent = Service::GpgKey(KeyArgument::parse(ABSENT).expect("a fingerprint"));
+    if service == absent {
+        assert_eq!(signed, 0, "a signature over a call bound to a key the vault does not hold");
+        for f in &frames {
+            if let ServerFrame::Keys(k) = f {
+                assert!(k.is_empty(), "a key listed over a call bound to another key");
+            }
+        }
+    }
     if signed == 1 {
-        assert_eq!(service, Service::Gpg, "a signature over qvault.LogRead");
+        assert!(matches!(service, Service::Gpg | Service::GpgKey(_)), "a signature over qvault.LogRead");
         assert!(matches!(frames.first(), Some(ServerFrame::Ready(_))), "a signature without a plan first");
         assert_eq!(after, before + 1, "a signature adds exactly one log entry");
     } else {
@@ -126,7 +140,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((_, fixture)) = guard.as_ref() else { return };
     let vault = &fixture.vault;
     let source = QubeName::parse("work").expect("qube name");
-    for service in [Service::Gpg, Service::LogRead] {
+    let own = vault.keystore.keys()[0].cert.fingerprint().to_hex().to_ascii_uppercase();
+    let bound = |fpr: &str| Service::GpgKey(KeyArgument::parse(fpr).expect("a fingerprint"));
+    for service in [Service::Gpg, bound(&own), bound(ABSENT), Service::LogRead] {
         let before = log_size(vault);
         let mut out = Vec::new();
         // A transport error is a legitimate outcome for hostile bytes.
