@@ -514,8 +514,7 @@ pub fn check_quorum(
     for note in notes {
         let Ok(cp) = crate::note::Checkpoint::open(note, key) else { continue };
         let who = policy.cosigners(note, &cp);
-        let names: Vec<&str> =
-            policy.witnesses.iter().zip(&who).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect();
+        let names = policy.names(&who);
         if cp.size >= needed && cp.size <= rep.log_entries && policy.quorum_met(&who) {
             if best.as_ref().is_none_or(|(size, _)| cp.size > *size) {
                 best = Some((cp.size, names));

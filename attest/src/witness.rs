@@ -224,6 +224,11 @@ impl Policy {
         self.quorum.as_ref().is_none_or(|q| self.holds(q, cosigned))
     }
 
+    /// The names of the witnesses marked in `cosigned` (in policy order).
+    pub fn names(&self, cosigned: &[bool]) -> Vec<&str> {
+        self.witnesses.iter().zip(cosigned).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect()
+    }
+
     /// Which of the policy's witnesses cosigned `cp` among the signature lines
     /// of `note`.
     pub fn cosigners(&self, note: &str, cp: &Checkpoint) -> Vec<bool> {

@@ -285,21 +285,6 @@ fn homedir_is_qvault_gpgs_own_directory() {
     assert!(!w.client_home.join("logs").exists());
 }
 
-/// A GNUPGHOME with the vault's secret key (test side only), trusted
-/// ultimately: real gpg, the oracle, with the same key.
-fn gpg_with_secret(w: &World) -> PathBuf {
-    let g = w.path("gnupg-secret");
-    std::fs::create_dir_all(&g).expect("mkdir");
-    std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g).args(["--batch", "--import"]).arg(w.key_file());
-    assert_ok(&run(&mut c));
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g).args(["--batch", "--import-ownertrust"]);
-    assert_ok(&run_with_input(&mut c, format!("{}:6:\n", w.fpr).as_bytes()));
-    g
-}
-
 struct Answer {
     code: Option<i32>,
     status: Vec<String>,
@@ -384,7 +369,7 @@ fn colon_records(listing: &[u8]) -> Vec<String> {
 #[test]
 fn recorded_gpgme_argv_get_gpgs_answers() {
     let w = World::new();
-    let g = gpg_with_secret(&w);
+    let g = w.gpg_with_secret();
     let data = w.path("data");
     std::fs::write(&data, b"GPGME oracle data\n- a dashed line\n").expect("write");
     // Signatures to verify, made by the vault.

@@ -4,21 +4,6 @@ use std::process::Command;
 
 use qvault_e2e::*;
 
-/// A GNUPGHOME with the vault's *secret* key imported (test-side only), trusted
-/// ultimately, so gpg lists it as it would list its own key.
-fn gpg_with_secret(w: &World) -> std::path::PathBuf {
-    let g = w.path("gnupg-secret");
-    std::fs::create_dir_all(&g).unwrap();
-    std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g).args(["--batch", "--import"]).arg(w.key_file());
-    assert_ok(&run(&mut c));
-    let mut c = Command::new("gpg");
-    c.env("GNUPGHOME", &g).args(["--batch", "--import-ownertrust"]);
-    assert_ok(&run_with_input(&mut c, format!("{}:6:\n", w.fpr).as_bytes()));
-    g
-}
-
 fn gpg_list(g: &std::path::Path, args: &[&str]) -> String {
     let mut c = Command::new("gpg");
     c.env("GNUPGHOME", g).args(["--batch", "--with-colons", "--fixed-list-mode"]).args(args);
@@ -48,7 +33,7 @@ fn records(listing: &str) -> Vec<String> {
 fn list_secret_keys_colons_match_gpg() {
     for (uid, algo) in [(ALICE, "ed25519"), ("Bob RSA <bob@example.org>", "rsa3072")] {
         let w = World::with_key(uid, algo);
-        let g = gpg_with_secret(&w);
+        let g = w.gpg_with_secret();
         let ours = run(&mut w.shim(&["--list-secret-keys", "--with-colons"]));
         assert_ok(&ours);
         assert_eq!(records(&stdout(&ours)), records(&gpg_list(&g, &["-K"])), "{algo}");

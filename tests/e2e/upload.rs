@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use qvault_e2e::debian::make_source_package;
-use qvault_e2e::witness::{policy, witness_cmd, AicsWitness};
+use qvault_e2e::witness::{policy, three_witnesses, witness_cmd};
 use qvault_e2e::*;
 
 /// Builds and debsigns the package; returns the .changes.
@@ -85,11 +85,7 @@ fn verify_upload_checks_the_witness_quorum_of_a_tlog_policy() {
     let log = w.export_log("vault.log");
     let key = w.log_key();
     let v = qvault_attest::note::Verifier::parse(&key).unwrap();
-    let ws: Vec<AicsWitness> = ["w1.example", "w2.example", "w3.example"]
-        .iter()
-        .map(|n| AicsWitness::start(&bin, w.dir.path(), n, &v))
-        .collect();
-    let [a, b, mut c]: [AicsWitness; 3] = ws.try_into().ok().expect("three");
+    let [a, b, mut c] = three_witnesses(&bin, &w, &v);
     let two = policy(&w, "two.policy", &key, &[&a, &b, &c], "group q 2 A B C\nquorum q");
     let all = policy(&w, "all.policy", &key, &[&a, &b, &c], "group q all A B C\nquorum q");
     let check = |policy: &Path, checkpoint: Option<&Path>| {

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use qvault_attest::merkle::{leaf_hash, MemTree};
 use qvault_attest::note::{Checkpoint, Verifier};
-use qvault_e2e::witness::{peers, policy, witness_cmd, AicsWitness, HttpsFront, TestCa};
+use qvault_e2e::witness::{peers, policy, three_witnesses, witness_cmd, AicsWitness, HttpsFront, TestCa};
 use qvault_e2e::*;
 
 fn export(w: &World, path: &Path) {
@@ -32,11 +32,7 @@ fn two_of_three_witnesses_cosign_with_one_stopped_and_aics_tlog_agrees() {
     let w = World::new();
     let key = w.log_key();
     let v = Verifier::parse(&key).expect("log key");
-    let ws: Vec<AicsWitness> = ["w1.example", "w2.example", "w3.example"]
-        .iter()
-        .map(|n| AicsWitness::start(&bin, w.dir.path(), n, &v))
-        .collect();
-    let [a, b, mut c]: [AicsWitness; 3] = ws.try_into().ok().expect("three");
+    let [a, b, mut c] = three_witnesses(&bin, &w, &v);
     let two = policy(&w, "two.policy", &key, &[&a, &b, &c], "group q 2 A B C\nquorum q");
     let all = policy(&w, "all.policy", &key, &[&a, &b, &c], "group q all A B C\nquorum q");
     let state = w.path("state");

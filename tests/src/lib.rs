@@ -413,6 +413,21 @@ impl World {
         std::fs::metadata(self.vault_home.join("log/tree/00")).map_or(0, |m| m.len() / 32)
     }
 
+    /// A GNUPGHOME with the vault's secret key (test side only), trusted
+    /// ultimately: real gpg, with the same key, as an oracle.
+    pub fn gpg_with_secret(&self) -> PathBuf {
+        let g = self.path("gnupg-secret");
+        std::fs::create_dir_all(&g).expect("mkdir");
+        std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &g).args(["--batch", "--import"]).arg(self.key_file());
+        assert_ok(&run(&mut c));
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &g).args(["--batch", "--import-ownertrust"]);
+        assert_ok(&run_with_input(&mut c, format!("{}:6:\n", self.fpr).as_bytes()));
+        g
+    }
+
     /// How many entries of the vault's log record signatures (the log also
     /// holds key events, the vault's declared state, policy changes...).
     pub fn signature_entries(&self) -> usize {

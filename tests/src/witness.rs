@@ -205,3 +205,8 @@ pub fn witness_cmd(w: &World, log: &Path, key: &str, policy: &Path, state: &Path
     args.extend_from_slice(more);
     w.audit(&args)
 }
+
+/// Three aics-witnesses (w1, w2, w3.example) trusting the log of `log_key`.
+pub fn three_witnesses(bin: &Path, w: &World, log_key: &Verifier) -> [AicsWitness; 3] {
+    ["w1.example", "w2.example", "w3.example"].map(|n| AicsWitness::start(bin, w.dir.path(), n, log_key))
+}

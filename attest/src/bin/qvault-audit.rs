@@ -200,8 +200,7 @@ fn run(cli: &Cli) -> anyhow::Result<Result<(), Failed>> {
                     qvault_attest::Receipt::parse(&read_limited(r, qvault_attest::receipt::MAX_RECEIPT as u64)?)?;
                 if let Ok(cp) = Checkpoint::open(&receipt.checkpoint, &key) {
                     let who = policy.cosigners(&receipt.checkpoint, &cp);
-                    let names: Vec<&str> =
-                        policy.witnesses.iter().zip(&who).filter(|(_, c)| **c).map(|(w, _)| w.name.as_str()).collect();
+                    let names = policy.names(&who);
                     let met = policy.quorum_met(&who);
                     if !met {
                         rep.ok = false;
